@@ -1,0 +1,33 @@
+"""swifthydra: the Swift Hydra anomaly detector (ICLR 2025) as a library and command-line tool."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("swifthydra")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+from swifthydra.exceptions import (  # noqa: E402
+    CorruptFileError,
+    DatasetNotAvailableError,
+    DownloadError,
+    InvalidInputError,
+    ModelFileError,
+    NotFittedError,
+    SwiftHydraError,
+    UnknownDatasetError,
+)
+
+__all__ = [
+    "__version__",
+    "CorruptFileError",
+    "DatasetNotAvailableError",
+    "DownloadError",
+    "InvalidInputError",
+    "ModelFileError",
+    "NotFittedError",
+    "SwiftHydraError",
+    "UnknownDatasetError",
+]

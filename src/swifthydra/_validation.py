@@ -1,0 +1,142 @@
+"""Input checks shared by every entry point.
+
+Each check raises :class:`~swifthydra.exceptions.InvalidInputError` with a one-line message that
+names the problem and what to do, instead of letting a confusing error surface from deep inside
+numpy or PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from swifthydra.exceptions import InvalidInputError
+
+# Values beyond this magnitude overflow float32 arithmetic inside the networks.
+MAX_ABS_VALUE = 1e30
+
+
+def check_X(
+    X: Any,
+    *,
+    name: str = "X",
+    n_features: int | None = None,
+    min_rows: int = 1,
+    dtype: type = np.float64,
+    max_abs: float | None = MAX_ABS_VALUE,
+) -> np.ndarray:
+    """Validate a 2-D numeric feature matrix and return it as a contiguous array.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Numpy array, torch tensor, pandas DataFrame or nested lists of numbers.
+    name : str
+        Name used in error messages.
+    n_features : int, optional
+        Required number of columns (e.g. the number seen in ``fit``).
+    min_rows : int
+        Minimum number of rows.
+    dtype : numpy dtype
+        Floating dtype of the returned array.
+    max_abs : float or None
+        Largest allowed absolute value; ``None`` disables the check.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_features)
+    """
+    if X is None:
+        raise InvalidInputError(f"{name} is None: pass a 2-D array of shape (n_samples, n_features).")
+    if hasattr(X, "detach") and hasattr(X, "cpu"):  # torch tensor
+        X = X.detach().cpu().numpy()
+    if hasattr(X, "to_numpy") and hasattr(X, "dtypes"):  # pandas DataFrame
+        non_numeric = [str(c) for c in X.select_dtypes(exclude=["number", "bool"]).columns]
+        if non_numeric:
+            raise InvalidInputError(
+                f"{name} has non-numeric columns {non_numeric[:5]}: encode them first "
+                "(swifthydra.datasets.read_table one-hot encodes them)."
+            )
+        X = X.to_numpy()
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged nested lists and the like
+        raise InvalidInputError(f"{name} cannot be read as an array ({exc}): pass a 2-D numeric array.") from None
+    if arr.dtype == object or arr.dtype.kind in "USV":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"{name} contains non-numeric values (dtype {arr.dtype}): convert or one-hot encode "
+                "text columns before fitting."
+            ) from None
+    if arr.dtype.kind == "c":
+        raise InvalidInputError(f"{name} is complex-valued: pass real numbers.")
+    if arr.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{name} has unsupported dtype {arr.dtype}: pass a numeric array.")
+    if arr.ndim != 2:
+        hint = " (use X.reshape(-1, 1) for a single feature)" if arr.ndim == 1 else ""
+        raise InvalidInputError(
+            f"{name} must be 2-D (n_samples, n_features), got {arr.ndim}-D with shape {arr.shape}{hint}."
+        )
+    if arr.shape[0] < min_rows:
+        raise InvalidInputError(f"{name} has {arr.shape[0]} rows; at least {min_rows} required.")
+    if arr.shape[1] == 0:
+        raise InvalidInputError(f"{name} has no columns: pass at least one feature.")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise InvalidInputError(
+            f"{name} has {arr.shape[1]} features but the model was fitted with {n_features}: "
+            "pass the same columns as in fit."
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    finite = np.isfinite(out)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        original = arr[row, col]
+        if arr.dtype.kind == "f" and np.isnan(original):
+            what = "NaN"
+        elif arr.dtype.kind == "f" and not np.isfinite(original):
+            what = "infinite values"
+        else:
+            what = f"a value too large for {np.dtype(dtype).name}"
+        raise InvalidInputError(
+            f"{name} contains {what} (first at row {row}, column {col}): "
+            "impute, clip or drop such values before fitting or scoring."
+        )
+    if max_abs is not None and out.size and float(np.abs(out).max()) > max_abs:
+        bad = np.unravel_index(int(np.abs(out).argmax()), out.shape)
+        raise InvalidInputError(
+            f"{name} has a value of magnitude {abs(out[bad]):.3g} at row {bad[0]}, column {bad[1]}, "
+            f"beyond the supported {max_abs:.0e}: rescale or clip the data."
+        )
+    return out
+
+
+def check_y(y: Any, n_rows: int, *, name: str = "y") -> np.ndarray:
+    """Validate weak labels: 1 = known anomaly, 0 = unlabeled. Returns an int64 array."""
+    if hasattr(y, "detach") and hasattr(y, "cpu"):
+        y = y.detach().cpu().numpy()
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise InvalidInputError(f"{name} cannot be read as an array ({exc}).") from None
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1:
+        raise InvalidInputError(f"{name} must be 1-D with one label per row, got shape {arr.shape}.")
+    if arr.shape[0] != n_rows:
+        raise InvalidInputError(f"{name} has {arr.shape[0]} labels but X has {n_rows} rows.")
+    if arr.dtype.kind == "b":
+        return arr.astype(np.int64)
+    try:
+        num = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must hold 0 (unlabeled) and 1 (known anomaly), got dtype {arr.dtype}.") from None
+    if not np.isfinite(num).all() or not np.isin(num, (0.0, 1.0)).all():
+        bad = np.unique(num[~np.isin(num, (0.0, 1.0))])[:5]
+        raise InvalidInputError(
+            f"{name} must hold only 0 (unlabeled) and 1 (known anomaly); found {bad.tolist()}."
+        )
+    return num.astype(np.int64)

@@ -1,0 +1,74 @@
+"""The command line: datasets commands, demo, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from swifthydra.cli import app
+
+runner = CliRunner()
+
+
+def test_datasets_list_shows_47_classical():
+    result = runner.invoke(app, ["datasets", "list", "--group", "classical", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("name,alias,group")
+    assert len(lines) == 1 + 47
+    result = runner.invoke(app, ["datasets", "list"])
+    assert result.exit_code == 0
+    assert "6_cardio" in result.output and "CIFAR10_0" in result.output
+
+
+def test_datasets_list_marks_local(shared_dir):
+    result = runner.invoke(app, ["datasets", "list", "--group", "classical", "--format", "csv", "--data-dir", str(shared_dir)])
+    assert result.exit_code == 0
+    local = [line for line in result.output.splitlines()[1:] if line.endswith(",True")]
+    assert len(local) == 31
+
+
+def test_datasets_info(shared_dir):
+    result = runner.invoke(app, ["datasets", "info", "wine", "--data-dir", str(shared_dir)])
+    assert result.exit_code == 0, result.output
+    assert "checksum ok" in result.output
+
+
+def test_unknown_dataset_is_one_line_error():
+    result = subprocess.run(
+        [sys.executable, "-m", "swifthydra.cli", "datasets", "info", "cardoi"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown dataset 'cardoi'. Did you mean: cardio, 6_cardio, aloi? Run `swifthydra datasets list` for all names."
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_download_failure_exits_nonzero(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWIFTHYDRA_ADBENCH_URL", "http://127.0.0.1:9/none")
+    result = runner.invoke(app, ["datasets", "download", "cardio", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "error: downloading 6_cardio" in result.output
+
+
+def test_demo_runs_on_builtin_data():
+    pytest.importorskip("pyod")
+    result = runner.invoke(app, ["demo", "--dataset", "wine"])
+    assert result.exit_code == 0, result.output
+    assert "AUC-ROC" in result.output and "IForest" in result.output
+
+
+def test_demo_bad_argument():
+    result = runner.invoke(app, ["demo", "--dataset", "iris"])
+    assert result.exit_code == 2
+    assert "unknown built-in dataset 'iris'" in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("swifthydra ")
