@@ -25,7 +25,9 @@ def _ecod(seed: int):
 def _catboost(seed: int):
     from catboost import CatBoostClassifier
 
-    return CatBoostClassifier(random_seed=seed, verbose=False, thread_count=2, auto_class_weights="Balanced")
+    return CatBoostClassifier(
+        random_seed=seed, verbose=False, thread_count=2, auto_class_weights="Balanced", allow_writing_files=False
+    )
 
 
 # name -> (factory, uses labels)
