@@ -1,0 +1,168 @@
+"""Save and load models as a directory: ``model.safetensors`` + ``config.json``. No pickle.
+
+A model directory holds
+
+* ``model.safetensors``: every tensor (network weights, scaler statistics, generated rows), in the
+  safetensors format, which stores raw arrays only — loading it never executes code;
+* ``config.json``: what the model is (``kind``), the ``format_version`` of this layout, the
+  package version that wrote it, the creation time, the SHA-256 of ``model.safetensors``, and the
+  model's own JSON-serialisable configuration and state.
+
+Saving is atomic: everything is written into a temporary directory beside the target, which is then
+renamed into place. Overwriting first moves the old directory aside and only deletes it once the
+new one is in place, so a crash at any moment leaves either the old model or the new one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from swifthydra.exceptions import ModelFileError
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_model_dir(
+    path: str | os.PathLike,
+    kind: str,
+    config: dict[str, Any],
+    tensors: dict[str, Any],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write a model directory atomically.
+
+    Parameters
+    ----------
+    path : path
+        Target directory.
+    kind : str
+        What the model is, e.g. ``"swifthydra.SwiftHydra"``; checked on load.
+    config : dict
+        JSON-serialisable configuration and state.
+    tensors : dict of str -> torch.Tensor
+        Tensors to store (made contiguous and moved to the CPU).
+    overwrite : bool
+        Replace an existing model directory. Without it an existing path is an error.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from swifthydra import __version__
+
+    path = Path(path).expanduser()
+    if path.exists() and not overwrite:
+        raise ModelFileError(f"{path} already exists: choose another path or pass overwrite=True (--force).")
+    if path.exists() and not (path / CONFIG_FILE).is_file():
+        raise ModelFileError(f"{path} exists and is not a swifthydra model directory: refusing to replace it.")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise ModelFileError(f"cannot write into {parent} ({exc.strerror}).") from None
+    try:
+        clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        for name, t in clean.items():
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"tensor {name!r} is a {type(t).__name__}")
+        save_file(clean, str(tmp / WEIGHTS_FILE))
+        meta = {
+            "kind": kind,
+            "format_version": FORMAT_VERSION,
+            "swifthydra_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
+            "config": config,
+        }
+        with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2, sort_keys=True, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            aside.rmdir()
+            os.replace(path, aside)
+            os.replace(tmp, path)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_model_config(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read and check ``config.json`` of a model directory (without loading the weights)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelFileError(f"{path} does not exist.")
+    if not path.is_dir() or not (path / CONFIG_FILE).is_file():
+        raise ModelFileError(f"{path} is not a swifthydra model directory (no {CONFIG_FILE}).")
+    try:
+        meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path / CONFIG_FILE} is not valid JSON ({exc}); the model is damaged.") from None
+    if not isinstance(meta, dict) or "kind" not in meta or "format_version" not in meta:
+        raise ModelFileError(f"{path / CONFIG_FILE} is not a swifthydra model configuration.")
+    if kind is not None and meta["kind"] != kind:
+        raise ModelFileError(f"{path} holds a {meta['kind']!r}, not a {kind!r}.")
+    version = meta["format_version"]
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{path} has an invalid format_version {version!r}.")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written in model format {version} by swifthydra {meta.get('swifthydra_version')}; "
+            f"this swifthydra reads format {FORMAT_VERSION} and older: upgrade swifthydra."
+        )
+    return meta
+
+
+def load_model_dir(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load and verify a model directory.
+
+    Returns
+    -------
+    meta : dict
+        The parsed ``config.json`` (the model's own configuration is ``meta["config"]``).
+    tensors : dict of str -> torch.Tensor
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_model_config(path, kind)
+    weights = Path(path).expanduser() / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelFileError(f"{weights} is missing; the model directory is incomplete.")
+    expected = meta.get("weights_sha256")
+    if expected is not None and _sha256(weights) != expected:
+        raise ModelFileError(
+            f"{weights} does not match the checksum in {CONFIG_FILE}: the file is damaged or was modified."
+        )
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{weights} cannot be read ({exc}).") from None
+    return meta, tensors
