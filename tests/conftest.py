@@ -10,6 +10,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_ADBENCH = REPO_ROOT.parent / "shared" / "adbench"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Small networks run fastest on one thread; it also keeps tests steady on a loaded machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never read or write the user's real cache, and ignore a SWIFTHYDRA_DATA of the caller."""
