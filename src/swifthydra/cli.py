@@ -184,6 +184,15 @@ def demo(
     run_demo(dataset=dataset, labeled_ratio=labeled_ratio, seed=seed, protocol=protocol)
 
 
+def _register_subcommands() -> None:
+    from swifthydra.bench.cli import register
+
+    register(app)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     """Entry point of the console script."""
     app()

@@ -1,0 +1,191 @@
+"""The report (Markdown, HTML, plots), its statistics, and the export."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from swifthydra.bench import ResultStore, export_results, make_report
+from swifthydra.bench.report import history_frame, markdown_table
+from swifthydra.bench.stats import average_ranks, cliques, friedman_nemenyi, holm, wilcoxon_vs
+from swifthydra.exceptions import InvalidInputError
+
+MODELS = {"swifthydra": 0.90, "catboost": 0.88, "iforest": 0.75, "ecod": 0.74}
+DATASETS = ["2_annthyroid", "10_cover", "14_glass", "20_letter", "29_Pima", "38_thyroid"]
+
+
+def _row(dataset, model, seed, auc, **extra):
+    return {"dataset": dataset, "protocol": "adbench", "scenario": "standard",
+            "labeled_ratio": 0.05, "seed": seed, "model": model, "config": "{}", "status": "ok",
+            "auc_roc": auc, "auc_pr": auc - 0.3, "fit_seconds": 0.1 + len(model),
+            "score_seconds": 0.01, "rows_per_second": 3000.0 / (1 + len(model)),
+            "peak_memory_mb": 12.0, "split_hash": f"{dataset}{seed}",
+            "versions": json.dumps({"pyod": "3.6.7"}), **extra}
+
+
+@pytest.fixture
+def results(tmp_path):
+    rng = np.random.RandomState(0)
+    path = tmp_path / "res.sqlite"
+    with ResultStore(path) as store:
+        for ds in DATASETS:
+            for seed in (1, 2):
+                for model, base in MODELS.items():
+                    extra = {}
+                    if model == "swifthydra":
+                        hist = {"history": [{"episode": e, "reward": 1 / (e + 1), "auc": 0.8}
+                                            for e in range(5)],
+                                "view": {"normal": rng.rand(50, 2).tolist(),
+                                         "anomaly": (rng.rand(8, 2) + 1).tolist(),
+                                         "generated": (rng.rand(20, 2) + 1.5).tolist()}}
+                        extra["history"] = json.dumps(hist)
+                    store.add(_row(ds, model, seed, base + rng.normal(0, 0.02), **extra))
+        store.add({**_row("14_glass", "xgbod", 1, 0.0), "status": "error", "auc_roc": None,
+                   "error": "ValueError: something broke"})
+        store.add({**_row("14_glass", "xgbod", 2, 0.0), "status": "skipped", "auc_roc": None,
+                   "labeled_ratio": 0.0, "error": "needs labels"})
+        for train in ("local", "global"):
+            per_type = {t: {"auc_roc": 0.9 if t == train else 0.6, "auc_pr": 0.5}
+                        for t in ("local", "global", "cluster", "dependency")}
+            for model in ("catboost", "iforest"):
+                store.add({**_row("14_glass", model, 1, 0.7), "scenario": f"unseen-type:{train}",
+                           "extra": json.dumps({"per_type": per_type})})
+    return path
+
+
+def test_stats_known_values():
+    table = pd.DataFrame({"a": [0.9, 0.8, 0.95], "b": [0.7, 0.6, 0.9], "c": [0.8, 0.8, 0.5]})
+    ranks = average_ranks(table)
+    assert list(ranks.index) == ["a", "c", "b"]
+    assert ranks["a"] == pytest.approx((1 + 1.5 + 1) / 3)
+    fr = friedman_nemenyi(table)
+    # Demsar 2006, Table 5: q_0.05 for k = 3 is 2.343
+    assert fr.critical_difference == pytest.approx(2.343 * np.sqrt(3 * 4 / (6 * 3)), abs=2e-3)
+    assert friedman_nemenyi(table[["a", "b"]]) is None
+    assert holm({"x": 0.01, "y": 0.04, "z": 0.03}) == pytest.approx(
+        {"x": 0.03, "y": 0.06, "z": 0.06})
+    p = wilcoxon_vs(table, "a")
+    assert set(p) == {"b", "c"} and all(0 <= v <= 1 for v in p.values())
+    assert cliques(pd.Series({"a": 1.0, "b": 1.5, "c": 3.0}), cd=1.0) == [["a", "b"]]
+
+
+def test_markdown_table_escapes_and_aligns():
+    text = markdown_table(["name", "value"], [["a|b", 0.5], ["c", None]])
+    assert "a\\|b" in text and "|---|--:|" in text
+
+
+def test_history_frame_shapes():
+    assert list(history_frame([{"episode": 0, "r": 1.0}, {"episode": 1, "r": 2.0}]).columns) == ["r"]
+    assert history_frame({"reward": [1, 2], "auc": [0.5, 0.6]}).shape == (2, 2)
+    assert history_frame({"episodes": [{"x": 1}]}).shape == (1, 1)
+    assert history_frame("nonsense") is None
+    assert history_frame({"a": [1], "b": [1, 2]}) is None
+
+
+def test_report_contents(results, tmp_path):
+    md_path = make_report(results, tmp_path / "rep")
+    md = md_path.read_text()
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "## Protocol `adbench`, labelled ratio 0.05" in md
+    assert "W/T/L vs swifthydra" in md and "Wilcoxon-Holm p" in md
+    assert "Friedman test over 6 datasets and 4 models" in md
+    # swifthydra is best on every dataset: catboost loses everywhere it does not tie
+    line = next(x for x in md.splitlines() if x.startswith("| catboost |"))
+    wins, ties, losses = map(int, re.search(r"(\d+)/(\d+)/(\d+)", line.split("|")[5]).groups())
+    assert wins + ties + losses == 6 and losses >= 4
+    assert "AUC-ROC per dataset (mean ± std over seeds)" in md
+    assert "| 2_annthyroid |" in md and md.index("| 2_annthyroid |") < md.index("| 10_cover |")
+    assert "Unseen anomaly types" in md and "seen type (diagonal)" in md
+    assert "| local | 0.900 | 0.600 |" in md
+    assert "Failed cells" in md and "something broke" in md
+    assert "swifthydra: training" in md
+    images = re.findall(r"!\[[^\]]*\]\((img/[^)]+)\)", md)
+    for expected in ("cd_", "bars_", "time_", "throughput_", "history_swifthydra",
+                     "view_swifthydra", "unseen_"):
+        assert any(expected in i for i in images), expected
+    for rel in images:
+        data = (tmp_path / "rep" / rel).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+        assert f'src="{rel}"' in html
+    assert html.startswith("<!DOCTYPE html>") and "<table>" in html and "<b>swifthydra</b>" in html
+
+
+def test_report_reference_defaults_to_best_rank_without_swifthydra(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        for ds in DATASETS[:3]:
+            store.add(_row(ds, "a", 1, 0.9))
+            store.add(_row(ds, "b", 1, 0.8))
+    md = make_report(path, tmp_path / "rep").read_text()
+    assert "W/T/L vs a" in md and "| b | 0.800" in md
+    assert "Friedman" not in md  # needs 3 models
+
+
+def test_report_of_empty_results(tmp_path):
+    path = tmp_path / "r.sqlite"
+    ResultStore(path).close()
+    md = make_report(path, tmp_path / "rep").read_text()
+    assert "no cells yet" in md
+    with pytest.raises(InvalidInputError, match="metric"):
+        make_report(path, tmp_path / "rep", metric="f1")
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        make_report(tmp_path / "missing.sqlite", tmp_path / "rep")
+
+
+def test_export_formats(results, tmp_path):
+    csv = export_results(results, format="csv")
+    df = pd.read_csv(__import__("io").StringIO(csv))
+    assert len(df) == 6 * 2 * 4 + 2 + 4 and "history" not in df.columns
+    md = export_results(results, format="markdown")
+    assert md.startswith("| dataset | protocol |") and "something broke" in md
+    export_results(results, format="parquet", out=tmp_path / "r.parquet", history=True)
+    back = pd.read_parquet(tmp_path / "r.parquet")
+    assert len(back) == len(df) and back["history"].notna().sum() == 12
+    export_results(results, format="csv", out=tmp_path / "r.csv")
+    assert (tmp_path / "r.csv").read_text() == csv
+    with pytest.raises(InvalidInputError, match="unknown format"):
+        export_results(results, format="xlsx")
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed")
+def test_html_report_images_load_in_headless_chromium(results, tmp_path):
+    out = tmp_path / "rep"
+    make_report(results, out)
+    page = (out / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load', function () {"
+             "var imgs = Array.from(document.images);"
+             "var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });"
+             "var d = document.createElement('div'); d.id = 'probe';"
+             "d.textContent = 'IMAGES ' + ok.length + '/' + imgs.length;"
+             "document.body.appendChild(d); });</script>")
+    (out / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", f"--user-data-dir={profile}", "--allow-file-access-from-files",
+               "--virtual-time-budget=10000", "--dump-dom", (out / "probe.html").as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HOME": profile})
+    match = re.search(r"IMAGES (\d+)/(\d+)", proc.stdout)
+    assert match, proc.stderr[-2000:]
+    loaded, total = map(int, match.groups())
+    assert total == len(re.findall(r"<img ", page)) >= 7
+    assert loaded == total
+    assert Path(out / "img").is_dir()
