@@ -1,0 +1,297 @@
+"""MambaDetector and MoME: learning, determinism, input checks, fine-tuning, persistence hooks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+
+from swifthydra.detector import MambaDetector, MoME, resolve_device
+from swifthydra.exceptions import InvalidInputError, NotFittedError
+
+SMALL_MAMBA = dict(
+    d_model=8, n_layers=1, d_state=4, max_epochs=4, batch_size=64, lr=1e-2, score_batch_size=256
+)
+SMALL_MOME = dict(
+    n_experts=3, d_model=8, d_state=4, max_epochs=4, batch_size=64, lr=1e-2, score_batch_size=256
+)
+
+
+def _data(n=500, d=6, seed=0, frac=0.1):
+    """Normal rows N(0, 1); anomalies shifted along the first two features; weak labels."""
+    rng = np.random.RandomState(seed)
+    y = (rng.rand(n) < frac).astype(int)
+    X = rng.randn(n, d)
+    X[y == 1, :2] += 3.0
+    weak = y.copy()
+    weak[np.flatnonzero(y == 1)[::2]] = 0  # half of the anomalies unlabeled
+    return X, y, weak
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, weak = _data(600, seed=0)
+    Xt, yt, _ = _data(400, seed=1)
+    return X, weak, Xt, yt
+
+
+@pytest.fixture(scope="module")
+def fitted_mamba(data):
+    X, weak, _, _ = data
+    return MambaDetector(random_state=0, **SMALL_MAMBA).fit(X, weak)
+
+
+@pytest.fixture(scope="module")
+def fitted_mome(data):
+    X, weak, _, _ = data
+    return MoME(random_state=0, **SMALL_MOME).fit(X, weak)
+
+
+@pytest.mark.parametrize("which", ["mamba", "mome"])
+def test_learns_to_rank_anomalies(which, data, fitted_mamba, fitted_mome):
+    est = fitted_mamba if which == "mamba" else fitted_mome
+    _, _, Xt, yt = data
+    scores = est.decision_function(Xt)
+    assert scores.shape == (400,) and scores.dtype == np.float64
+    assert roc_auc_score(yt, scores) > 0.9
+    proba = est.predict_proba(Xt)
+    assert proba.shape == (400, 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-scores)))
+    assert set(np.unique(est.predict(Xt))) <= {0, 1}
+    assert est.labels_.mean() == pytest.approx(est.contamination, abs=0.02)
+    assert est.history_ and {"val_loss", "val_auc"} <= set(est.history_[0])
+
+
+def test_same_seed_same_scores_other_seed_other_scores(data, fitted_mamba, fitted_mome):
+    X, weak, Xt, _ = data
+    again = MambaDetector(random_state=0, **SMALL_MAMBA).fit(X, weak)
+    np.testing.assert_array_equal(again.decision_function(Xt), fitted_mamba.decision_function(Xt))
+    mome_again = MoME(random_state=0, **SMALL_MOME).fit(X, weak)
+    np.testing.assert_array_equal(
+        mome_again.decision_function(Xt), fitted_mome.decision_function(Xt)
+    )
+    other = MoME(random_state=1, **SMALL_MOME).fit(X, weak)
+    assert not np.array_equal(other.decision_function(Xt), fitted_mome.decision_function(Xt))
+
+
+@pytest.mark.parametrize("which", ["mamba", "mome"])
+def test_numpy_torch_and_batch_size_give_the_same_scores(which, data, fitted_mamba, fitted_mome):
+    est = fitted_mamba if which == "mamba" else fitted_mome
+    Xt = data[2]
+    ref = est.decision_function(Xt)
+    np.testing.assert_array_equal(est.decision_function(torch.from_numpy(Xt)), ref)
+    np.testing.assert_allclose(est.decision_function(Xt, batch_size=7), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [MambaDetector, MoME])
+def test_bad_input_is_rejected(cls, data, fitted_mamba, fitted_mome):
+    X, weak, Xt, _ = data
+    est = fitted_mamba if cls is MambaDetector else fitted_mome
+    bad = Xt.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        est.decision_function(bad)
+    with pytest.raises(InvalidInputError, match="features"):
+        est.decision_function(Xt[:, :4])
+    with pytest.raises(InvalidInputError, match="2-D"):
+        est.decision_function(Xt[0])
+    fresh = cls(**(SMALL_MAMBA if cls is MambaDetector else SMALL_MOME))
+    with pytest.raises(InvalidInputError, match="NaN"):
+        fresh.fit(bad, np.zeros(len(bad)))
+    with pytest.raises(InvalidInputError, match="known anomaly"):
+        fresh.fit(X, np.zeros(len(X)))
+    with pytest.raises(InvalidInputError, match="labels"):
+        fresh.fit(X, weak[:-1])
+    with pytest.raises(InvalidInputError, match="0 \\(unlabeled\\)"):
+        fresh.fit(X, weak * 2)
+    with pytest.raises(InvalidInputError, match="sample_weight"):
+        fresh.fit(X, weak, sample_weight=-np.ones(len(X)))
+
+
+@pytest.mark.parametrize(
+    ("cls", "param", "value"),
+    [
+        (MambaDetector, "tokenizer", "pixels"),
+        (MambaDetector, "d_model", 0),
+        (MambaDetector, "lr", -1.0),
+        (MambaDetector, "validation_fraction", 0.9),
+        (MambaDetector, "scan_mode", "fast"),
+        (MoME, "n_experts", 0),
+        (MoME, "top_k", 5),
+        (MoME, "contamination", 0.0),
+    ],
+)
+def test_bad_parameters_fail_in_fit_not_init(cls, param, value, data):
+    X, weak, _, _ = data
+    est = cls(**{param: value})  # stored untouched
+    assert est.get_params()[param] == value
+    with pytest.raises(InvalidInputError, match=param):
+        est.fit(X[:50], weak[:50])
+
+
+@pytest.mark.parametrize("cls", [MambaDetector, MoME])
+def test_use_before_fit(cls):
+    est = cls()
+    for method in ("decision_function", "predict", "predict_proba"):
+        with pytest.raises(NotFittedError):
+            getattr(est, method)(np.zeros((2, 3)))
+    with pytest.raises(NotFittedError):
+        est.get_config()
+
+
+def test_device_resolution():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(InvalidInputError):
+        resolve_device("tpu-ish")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidInputError, match="CUDA"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("cls", [MambaDetector, MoME])
+def test_partial_fit_continues_training(cls, data):
+    X, weak, Xt, _ = data
+    small = SMALL_MAMBA if cls is MambaDetector else SMALL_MOME
+    est = cls(random_state=0, **small).fit(X, weak)
+    before, epochs = est.decision_function(Xt), est.n_epochs_
+    est.partial_fit(X[:300], weak[:300], epochs=2)
+    assert est.n_epochs_ == epochs + 2
+    assert not np.allclose(est.decision_function(Xt), before)
+    assert est.decision_scores_.shape == (300,)
+    with pytest.raises(InvalidInputError, match="features"):
+        est.partial_fit(X[:, :3], weak, epochs=1)
+    cold = cls(random_state=0, **small).partial_fit(X, weak, epochs=1)  # also works unfitted
+    assert cold.n_epochs_ == 1 and cold.decision_function(Xt).shape == (400,)
+
+
+@pytest.mark.parametrize("which", ["mamba", "mome"])
+def test_config_and_state_dict_rebuild_the_same_detector(which, data, fitted_mamba, fitted_mome):
+    est = fitted_mamba if which == "mamba" else fitted_mome
+    Xt = data[2]
+    config = json.loads(json.dumps(est.get_config()))  # survives JSON
+    state = est.state_dict()
+    assert all(isinstance(v, torch.Tensor) and v.device.type == "cpu" for v in state.values())
+    rebuilt = type(est).from_config(config, state)
+    np.testing.assert_array_equal(rebuilt.decision_function(Xt), est.decision_function(Xt))
+    np.testing.assert_array_equal(rebuilt.predict(Xt), est.predict(Xt))
+    with pytest.raises(InvalidInputError):
+        (MoME if which == "mamba" else MambaDetector).from_config(config, state)
+    wrong = {**config, "params": {**config["params"], "d_model": 4}}
+    with pytest.raises(InvalidInputError, match="state_dict"):
+        type(est).from_config(wrong, state)
+
+
+def test_sklearn_clone_keeps_parameters():
+    est = MoME(n_experts=5, top_k=2, random_state=3)
+    twin = clone(est)
+    assert twin.get_params() == est.get_params()
+
+
+def test_mome_chooses_k_from_data_or_takes_it(data, fitted_mome):
+    X, weak, _, _ = data
+    assert fitted_mome.n_experts_ == 3
+    auto = MoME(random_state=0, **{**SMALL_MOME, "n_experts": "auto", "max_epochs": 1}).fit(X, weak)
+    assert 2 <= auto.n_experts_ <= 16
+    assert auto.expert_usage_.shape == (auto.n_experts_,)
+    assert auto.expert_usage_.sum() == pytest.approx(1.0)
+
+
+def test_mome_experts_do_not_collapse(fitted_mome):
+    assert (fitted_mome.expert_usage_ > 0).sum() >= 2
+    assert fitted_mome.expert_usage_.max() < 0.95
+
+
+def test_mome_scoring_dispatches_each_row_to_one_expert(data):
+    X, weak, Xt, _ = data
+    processed = {}
+    for K in (4, 16):
+        est = MoME(random_state=0, **{**SMALL_MOME, "n_experts": K, "max_epochs": 1}).fit(X, weak)
+        rows = [0] * K
+
+        def count(module, args, output, e, rows=rows):
+            rows[e] += args[0].shape[0]
+
+        hooks = [
+            expert.register_forward_hook(lambda m, a, o, e=e: count(m, a, o, e))
+            for e, expert in enumerate(est.model_.experts)
+        ]
+        est.decision_function(Xt)
+        for h in hooks:
+            h.remove()
+        processed[K] = sum(rows)
+        np.testing.assert_array_equal(
+            np.bincount(est.expert_assignment(Xt).ravel(), minlength=K), rows
+        )
+    assert processed[4] == processed[16] == len(Xt)
+
+
+def test_mome_distils_the_teacher(data):
+    X, weak, _, _ = data
+    teacher = 3.0 * X[:, 5] - 1.0  # a teacher that ranks by a feature the labels ignore
+    est = MoME(random_state=0, distill_alpha=10.0, **{**SMALL_MOME, "max_epochs": 6})
+    est.fit(X, weak, teacher_scores=teacher)
+    assert "train_distill" in est.history_[0]
+    corr = np.corrcoef(
+        np.argsort(np.argsort(est.decision_scores_)), np.argsort(np.argsort(X[:, 5]))
+    )[0, 1]
+    assert corr > 0.7
+    with pytest.raises(InvalidInputError, match="teacher_scores"):
+        est.fit(X, weak, teacher_scores=teacher[:-1])
+
+
+def test_sample_weight_changes_the_fit(data):
+    X, weak, Xt, _ = data
+    w = np.where(X[:, 0] > 0, 5.0, 0.2)
+    a = MambaDetector(random_state=0, **SMALL_MAMBA).fit(X, weak)
+    b = MambaDetector(random_state=0, **SMALL_MAMBA).fit(X, weak, sample_weight=w)
+    assert not np.allclose(a.decision_function(Xt), b.decision_function(Xt))
+
+
+def test_feature_tokenizer_and_bidirectional_detector(data):
+    X, weak, Xt, yt = data
+    est = MambaDetector(
+        tokenizer="feature", bidirectional=True, random_state=0, **{**SMALL_MAMBA, "max_epochs": 3}
+    ).fit(X, weak)
+    assert roc_auc_score(yt, est.decision_function(Xt)) > 0.8
+
+
+def test_denormal_flushing_is_scoped_to_fit_and_scoring(data):
+    from swifthydra.detector import _denormals_flushed
+
+    X, weak, Xt, _ = data
+    assert not _denormals_flushed()
+    est = MoME(random_state=0, **{**SMALL_MOME, "max_epochs": 1}).fit(X, weak)
+    est.decision_function(Xt)
+    assert not _denormals_flushed()  # the caller's floating-point mode is left as it was
+
+
+def test_mome_upcycles_a_dense_expert_first(data):
+    X, weak, _, _ = data
+    est = MoME(random_state=0, **{**SMALL_MOME, "max_epochs": 3, "validation_fraction": 0.0}).fit(
+        X, weak
+    )
+    assert (
+        est.dense_epochs_ == 2 and est.n_epochs_ == 3
+    )  # no validation: epochs split in two phases
+    plain = MoME(random_state=0, upcycle=False, **{**SMALL_MOME, "max_epochs": 2}).fit(X, weak)
+    assert not hasattr(plain, "dense_epochs_")
+
+
+def test_early_stopping_keeps_weights_that_nothing_beats(data, fitted_mamba):
+    import copy
+
+    X, weak, _, _ = data
+    est = copy.deepcopy(fitted_mamba)
+    before = {k: v.clone() for k, v in est.model_.state_dict().items()}
+    train = est._tensors(X.astype(np.float32), weak, np.ones(len(X)), None)
+    unbeatable = (2.0, -np.inf)  # (validation AUC, validation loss)
+    best = est._run_epochs(train, train, 2, seed=0, early_stopping=True, best=unbeatable)
+    assert best == unbeatable
+    for k, v in est.model_.state_dict().items():
+        torch.testing.assert_close(v, before[k])
