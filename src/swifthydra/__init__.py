@@ -21,6 +21,7 @@ from swifthydra.exceptions import (  # noqa: E402
 )
 
 __all__ = [
+    "SwiftHydra",
     "__version__",
     "CorruptFileError",
     "DatasetNotAvailableError",
@@ -31,3 +32,12 @@ __all__ = [
     "SwiftHydraError",
     "UnknownDatasetError",
 ]
+
+
+def __getattr__(name: str):
+    # SwiftHydra pulls in torch: import it on first use so `swifthydra --help` stays fast.
+    if name == "SwiftHydra":
+        from swifthydra.hydra import SwiftHydra
+
+        return SwiftHydra
+    raise AttributeError(f"module 'swifthydra' has no attribute {name!r}")

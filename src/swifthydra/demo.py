@@ -1,55 +1,35 @@
-"""The main job on built-in data: ADBench split, then detectors side by side on the same split."""
+"""The main job on built-in data: an ADBench split, then Swift Hydra and peers on the same split."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 
 from swifthydra.exceptions import SwiftHydraError
 
-
-def _iforest(seed: int):
-    from pyod.models.iforest import IForest
-
-    return IForest(n_estimators=100, random_state=seed)
+#: Models of the demo, by benchmark-registry name, with a label for the table.
+DEMO_MODELS = {"swifthydra": "SwiftHydra", "iforest": "IForest (PyOD)", "catboost": "CatBoost"}
 
 
-def _ecod(seed: int):
-    from pyod.models.ecod import ECOD
+def run_demo(
+    dataset: str = "wdbc",
+    labeled_ratio: float = 0.05,
+    seed: int = 1,
+    protocol: str = "adbench",
+    models: dict[str, str] | None = None,
+) -> list[dict]:
+    """Split a built-in dataset the ADBench way; print each model's AUC-ROC, AUC-PR and timings.
 
-    return ECOD()
-
-
-def _catboost(seed: int):
-    from catboost import CatBoostClassifier
-
-    return CatBoostClassifier(
-        random_seed=seed, verbose=False, thread_count=2, auto_class_weights="Balanced", allow_writing_files=False
-    )
-
-
-# name -> (factory, uses labels)
-DEMO_MODELS: dict[str, tuple[Callable[[int], object], bool]] = {
-    "IForest (PyOD)": (_iforest, False),
-    "ECOD (PyOD)": (_ecod, False),
-    "CatBoost": (_catboost, True),
-}
-
-
-def _scores(model, X: np.ndarray) -> np.ndarray:
-    if hasattr(model, "decision_scores_"):  # a PyOD detector: higher = more anomalous
-        return np.asarray(model.decision_function(X), dtype=float)
-    return np.asarray(model.predict_proba(X)[:, 1], dtype=float)
-
-
-def run_demo(dataset: str = "wdbc", labeled_ratio: float = 0.05, seed: int = 1, protocol: str = "adbench") -> list[dict]:
-    """Split a built-in dataset the ADBench way and print each detector's AUC-ROC, AUC-PR and timings."""
+    The models come from the benchmark registry (:mod:`swifthydra.bench.models`), so the demo
+    runs them exactly as ``swifthydra bench`` does. A model whose optional library is missing is
+    shown as skipped.
+    """
     from rich.console import Console
     from rich.table import Table
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    from swifthydra.bench.models import MissingDependencyError, get_model
     from swifthydra.datasets import adbench_split, load_builtin
 
     console = Console()
@@ -61,41 +41,41 @@ def run_demo(dataset: str = "wdbc", labeled_ratio: float = 0.05, seed: int = 1, 
         f"anomalies), test {len(split.y_test)} rows ({int(split.y_test.sum())} anomalies)"
     )
     results = []
-    for name, (factory, supervised) in DEMO_MODELS.items():
-        row = {"model": name}
-        if supervised and split.n_labeled == 0:
-            row["note"] = "skipped: needs labelled anomalies"
-            results.append(row)
+    for name, label in (models or DEMO_MODELS).items():
+        spec = get_model(name)
+        row: dict = {"model": label}
+        results.append(row)
+        if split.n_labeled < spec.min_labeled:
+            row["note"] = f"skipped: needs {spec.min_labeled} labelled anomalies"
             continue
         try:
-            model = factory(seed)
-        except ImportError as exc:
-            row["note"] = f"skipped: {exc.name} not installed (pip install 'swifthydra[bench]')"
-            results.append(row)
+            model = spec.factory(seed, 1, **spec.defaults)
+        except (MissingDependencyError, ImportError) as exc:
+            row["note"] = f"skipped: {exc}"
             continue
-        t0 = time.perf_counter()
-        if supervised:
-            model.fit(split.X_train, split.y_train)
-        else:
-            model.fit(split.X_train)
-        t1 = time.perf_counter()
-        s = _scores(model, split.X_test)
-        t2 = time.perf_counter()
-        if not np.isfinite(s).all():
-            raise SwiftHydraError(f"{name} produced non-finite scores")
+        with console.status(f"fitting {label} ..."):
+            t0 = time.perf_counter()
+            if spec.supervision == "unsupervised":
+                model.fit(split.X_train)
+            else:
+                model.fit(split.X_train, split.y_train)
+            t1 = time.perf_counter()
+            scores = np.asarray(model.decision_function(split.X_test), dtype=float)
+            t2 = time.perf_counter()
+        if not np.isfinite(scores).all():
+            raise SwiftHydraError(f"{label} produced non-finite scores")
         row.update(
-            auc_roc=roc_auc_score(split.y_test, s),
-            auc_pr=average_precision_score(split.y_test, s),
+            auc_roc=roc_auc_score(split.y_test, scores),
+            auc_pr=average_precision_score(split.y_test, scores),
             fit_s=t1 - t0,
             score_s=t2 - t1,
         )
-        results.append(row)
-    table = Table(title=f"{dataset}, labelled ratio {labeled_ratio}, seed {seed}")
+    table = Table(title=f"{dataset}, labelled ratio {labeled_ratio}, seed {seed}, test part")
     for col in ("model", "AUC-ROC", "AUC-PR", "fit s", "score s", "note"):
         table.add_column(col, justify="left" if col in ("model", "note") else "right")
     for r in results:
         if "auc_roc" in r:
-            table.add_row(r["model"], f"{r['auc_roc']:.4f}", f"{r['auc_pr']:.4f}", f"{r['fit_s']:.3f}", f"{r['score_s']:.4f}", "")
+            table.add_row(r["model"], f"{r['auc_roc']:.4f}", f"{r['auc_pr']:.4f}", f"{r['fit_s']:.2f}", f"{r['score_s']:.4f}", "")
         else:
             table.add_row(r["model"], "", "", "", "", r.get("note", ""))
     console.print(table)

@@ -15,7 +15,9 @@ Register one with the :func:`register_model` decorator::
                     libraries=("swifthydra", "torch"))
     def _swifthydra(seed, n_jobs, **params):
         from swifthydra import SwiftHydra
-        return SwiftHydra(random_state=seed, **params)
+        kwargs = {"n_jobs": n_jobs}
+        kwargs.update(params)
+        return SwiftHydra(random_state=seed, **kwargs)
 
 ``seed`` is the cell's seed (every peer gets it), ``n_jobs`` the number of threads the cell may
 use, ``params`` the user's overrides (``--param MODEL.KEY=VALUE`` on the command line), which win
@@ -536,4 +538,6 @@ def _register_builtin() -> None:
             raise MissingDependencyError(
                 f"the SwiftHydra estimator cannot be imported: {exc}"
             ) from None
-        return SwiftHydra(random_state=seed, **params)
+        kwargs = {"n_jobs": n_jobs}
+        kwargs.update(params)
+        return SwiftHydra(random_state=seed, **kwargs)

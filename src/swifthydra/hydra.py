@@ -1,0 +1,718 @@
+"""SwiftHydra: the estimator that runs the self-reinforcing loop (DESIGN.md §1.1-1.2).
+
+Training, for rows ``X`` with weak labels ``y`` (1 = known anomaly, 0 = unlabeled):
+
+1. **Episode 0.** Standardise the features; train the conditional β-VAE ``G`` and the large
+   Mamba detector ``W`` on the real rows. With no known anomaly, the top ``contamination`` rows
+   of an IForest+ECOD rank average become pseudo-anomalies (``history_`` says so).
+2. **Episodes 1..E.** A PPO agent walks the VAE's latent space from the known anomalies' codes;
+   each visited point is decoded (``y = 1``) into a candidate and rewarded with
+   ``λ γ^e ΔH + (1 − γ^e)(−log W)`` minus a penalty for landing inside dense normal data. The
+   ``top_l`` accepted candidates (spread apart) join the training data as anomalies, with their
+   total weight capped relative to the real anomalies; ``W`` and ``G`` are fine-tuned. The
+   detector state with the best validation AUC (on held-out training rows) is kept; the loop
+   stops after ``patience`` episodes without improvement.
+3. **Inference model.** A Mixture of Mamba Experts is trained on the final combined data,
+   distilled from ``W``; it is what scores by default (``inference="mome"``).
+
+Ablations: ``generator="cvae"`` replaces the agent by plain VAE samples (same reward-based
+selection and guard); ``generator="none"`` adds no generated rows at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.metrics import roc_auc_score
+from sklearn.utils import check_random_state
+
+from swifthydra._validation import check_X, check_y
+from swifthydra.exceptions import InvalidInputError, NotFittedError, SwiftHydraError
+
+MODEL_KIND = "swifthydra.SwiftHydra"
+_GENERATORS = ("rl", "cvae", "none")
+_INFERENCE = ("mome", "large")
+_MAX_GUARD_NORMALS = 2000
+
+
+def _std_floor(std: np.ndarray) -> np.ndarray:
+    return np.where(std > 1e-12, std, 1.0)
+
+
+class SwiftHydra(BaseEstimator):
+    """Swift Hydra anomaly detector: self-reinforcing generation of hard anomalies, Mamba models.
+
+    Follows PyOD's detector contract: ``fit(X, y=None)``, ``decision_function`` (higher = more
+    anomalous), ``predict`` (0/1 by ``threshold_``), ``predict_proba``, ``decision_scores_``,
+    ``labels_``, ``threshold_``.
+
+    Parameters
+    ----------
+    episodes : int, default=4
+        Generation episodes after episode 0 (``E``).
+    top_l : int or None, default=None
+        Generated anomalies kept per episode; ``None`` = ``clip(4 * n_known_anomalies, 16, 128)``.
+    gamma : float, default=0.9
+        Reward decay ``γ``: diversity weight ``λ γ^e``, deception weight ``1 − γ^e``.
+    lam : float, default=1.0
+        Scale ``λ`` of the diversity (entropy-gain) term.
+    generated_weight : float, default=1.0
+        Total training weight of all generated anomalies relative to the real known anomalies
+        (each generated row weighs at most as much as a real one).
+    ppo_iterations : int, default=8
+        PPO iterations per episode.
+    num_envs : int, default=64
+        Parallel start points of the agent.
+    horizon : int, default=6
+        Steps of each latent trajectory.
+    latent_dim : int, default=16
+        Latent size of the C-VAE.
+    cvae_epochs : int, default=60
+        C-VAE epochs in episode 0.
+    finetune_epochs : int, default=3
+        Epochs of fine-tuning the detector and the C-VAE per episode.
+    detector_params : dict or None
+        Extra parameters of the large :class:`~swifthydra.detector.MambaDetector`.
+    mome_params : dict or None
+        Extra parameters of the :class:`~swifthydra.detector.MoME`.
+    n_experts : int or None, default=None
+        Experts of the MoME; ``None`` = data-driven (:func:`~swifthydra.nn.moe.choose_num_experts`).
+    inference : {"mome", "large"}, default="mome"
+        Which model scores: the mixture of experts or the large detector.
+    generator : {"rl", "cvae", "none"}, default="rl"
+        How anomalies are generated (the latter two are ablations).
+    distill : bool, default=True
+        Distil the MoME from the large detector's scores.
+    validation_fraction : float, default=0.2
+        Share of the training rows held out to pick the best episode (only with >= 4 known
+        anomalies; otherwise every episode runs and the last is kept).
+    patience : int, default=2
+        Episodes without a better validation AUC before the loop stops.
+    contamination : float, default=0.1
+        Expected share of anomalies: sets ``threshold_`` and the pseudo-label count.
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    random_state : int, RandomState or None, default=None
+        Fixes every random choice: same seed, same scores on the same machine.
+    n_jobs : int, default=1
+        PyTorch threads while fitting and scoring (-1: all cores). One thread is fastest for the
+        small networks and mini-batches of training, and avoids a steep slowdown when other
+        processes share the cores; more threads help when scoring millions of rows.
+    verbose : int, default=0
+        0 silent, 1 progress bar, 2 one line per episode.
+
+    Attributes
+    ----------
+    detector_ : MambaDetector
+        The large detector (state of the best episode).
+    mome_ : MoME or None
+        The mixture of experts (``None`` with ``inference="large"``).
+    cvae_ : CVAE or None
+    policy_ : GaussianPolicy or None
+    generated_ : ndarray of shape (n_generated, n_features)
+        Generated anomalies kept for training, in the input's units.
+    history_ : list of dict
+        Per episode: reward terms, anomaly-set entropy, candidates generated and kept, detector
+        loss, validation AUC, seconds. ``history_[0]["pseudo_labels"]`` tells whether
+        pseudo-labels were used.
+    used_pseudo_labels_ : bool
+    best_episode_ : int
+    decision_scores_, labels_, threshold_, n_features_in_
+        As in PyOD.
+    """
+
+    def __init__(
+        self,
+        episodes: int = 4,
+        top_l: int | None = None,
+        gamma: float = 0.9,
+        lam: float = 1.0,
+        generated_weight: float = 1.0,
+        ppo_iterations: int = 8,
+        num_envs: int = 64,
+        horizon: int = 6,
+        latent_dim: int = 16,
+        cvae_epochs: int = 60,
+        finetune_epochs: int = 3,
+        detector_params: dict | None = None,
+        mome_params: dict | None = None,
+        n_experts: int | None = None,
+        inference: str = "mome",
+        generator: str = "rl",
+        distill: bool = True,
+        validation_fraction: float = 0.2,
+        patience: int = 2,
+        contamination: float = 0.1,
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        n_jobs: int = 1,
+        verbose: int = 0,
+    ) -> None:
+        self.episodes = episodes
+        self.top_l = top_l
+        self.gamma = gamma
+        self.lam = lam
+        self.generated_weight = generated_weight
+        self.ppo_iterations = ppo_iterations
+        self.num_envs = num_envs
+        self.horizon = horizon
+        self.latent_dim = latent_dim
+        self.cvae_epochs = cvae_epochs
+        self.finetune_epochs = finetune_epochs
+        self.detector_params = detector_params
+        self.mome_params = mome_params
+        self.n_experts = n_experts
+        self.inference = inference
+        self.generator = generator
+        self.distill = distill
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------------------- validation
+    def _validate_params(self) -> None:
+        def is_int(v, low):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
+
+        checks = {
+            "episodes": is_int(self.episodes, 0),
+            "top_l": self.top_l is None or is_int(self.top_l, 1),
+            "gamma": isinstance(self.gamma, (int, float)) and 0.0 < self.gamma < 1.0,
+            "lam": isinstance(self.lam, (int, float)) and self.lam >= 0,
+            "generated_weight": isinstance(self.generated_weight, (int, float)) and self.generated_weight >= 0,
+            "ppo_iterations": is_int(self.ppo_iterations, 1),
+            "num_envs": is_int(self.num_envs, 1),
+            "horizon": is_int(self.horizon, 1),
+            "latent_dim": is_int(self.latent_dim, 1),
+            "cvae_epochs": is_int(self.cvae_epochs, 1),
+            "finetune_epochs": is_int(self.finetune_epochs, 0),
+            "n_experts": self.n_experts is None or is_int(self.n_experts, 1),
+            "validation_fraction": isinstance(self.validation_fraction, (int, float)) and 0 <= self.validation_fraction < 1,
+            "patience": is_int(self.patience, 1),
+            "contamination": isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5,
+            "verbose": is_int(self.verbose, 0),
+            "n_jobs": isinstance(self.n_jobs, (int, np.integer)) and (self.n_jobs >= 1 or self.n_jobs == -1),
+        }
+        bad = [n for n, ok in checks.items() if not ok]
+        if bad:
+            raise InvalidInputError(
+                "SwiftHydra parameters out of range: " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad) + "."
+            )
+        if self.generator not in _GENERATORS:
+            raise InvalidInputError(f"generator must be one of {_GENERATORS}, got {self.generator!r}.")
+        if self.inference not in _INFERENCE:
+            raise InvalidInputError(f"inference must be one of {_INFERENCE}, got {self.inference!r}.")
+        for name in ("detector_params", "mome_params"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise InvalidInputError(f"{name} must be a dict or None, got {type(value).__name__}.")
+
+    # ------------------------------------------------------------------------------ helpers
+    def _scale(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.center_) / self.scale_).astype(np.float32)
+
+    def _unscale(self, Z: np.ndarray) -> np.ndarray:
+        return Z.astype(np.float64) * self.scale_ + self.center_
+
+    def _make_detector(self, seed: int):
+        from swifthydra.detector import MambaDetector
+
+        params = {"contamination": self.contamination, "device": self.device}
+        params.update(self.detector_params or {})
+        params["random_state"] = seed
+        return MambaDetector(**params)
+
+    def _make_mome(self, seed: int):
+        from swifthydra.detector import MoME
+
+        params = {
+            "contamination": self.contamination,
+            "device": self.device,
+            "n_experts": "auto" if self.n_experts is None else int(self.n_experts),
+        }
+        params.update(self.mome_params or {})
+        params["random_state"] = seed
+        return MoME(**params)
+
+    @staticmethod
+    def _auc(y: np.ndarray, s: np.ndarray) -> float:
+        if y.min() == y.max():
+            return float("nan")
+        return float(roc_auc_score(y, s))
+
+    def _log(self, message: str) -> None:
+        if self.verbose >= 2:
+            print(message, flush=True)
+
+    # ---------------------------------------------------------------------------------- fit
+    def fit(self, X: Any, y: Any = None) -> SwiftHydra:
+        """Run the self-reinforcing loop and train the inference model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), optional
+            1 = known anomaly, 0 = unlabeled. ``None`` or all zeros: unsupervised, with
+            pseudo-labels.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        with _torch_threads(self.n_jobs):
+            return self._fit(X, y)
+
+    def _fit(self, X: Any, y: Any) -> SwiftHydra:
+        from swifthydra.generative import CVAE
+        from swifthydra.pseudo import pseudo_labels
+
+        X = check_X(X, name="X", min_rows=8)
+        y = np.zeros(X.shape[0], dtype=np.int64) if y is None else check_y(y, X.shape[0])
+        if y.sum() == X.shape[0]:
+            raise InvalidInputError(
+                "every row is labelled an anomaly: pass unlabeled (mostly normal) rows with label 0 too."
+            )
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        self.n_features_in_ = X.shape[1]
+        self.center_ = X.mean(axis=0)
+        self.scale_ = _std_floor(X.std(axis=0))
+        Xs = self._scale(X)
+        if not np.isfinite(Xs).all():
+            raise InvalidInputError("X is too large to standardise in float32: rescale the data.")
+
+        self.used_pseudo_labels_ = bool(y.sum() == 0)
+        if self.used_pseudo_labels_:
+            y = pseudo_labels(X, self.contamination, random_state=seed)
+
+        # Hold out rows to choose the best episode (needs a few known anomalies).
+        rng = np.random.RandomState(seed)
+        train_idx, val_idx = np.arange(len(y)), np.empty(0, dtype=np.int64)
+        if y.sum() >= 4 and self.validation_fraction > 0 and self.episodes > 0 and self.generator != "none":
+            from swifthydra.detector import _stratified_split
+
+            train_idx, val_idx = _stratified_split(y, float(self.validation_fraction), rng)
+        X_tr, y_tr = Xs[train_idx], y[train_idx]
+        X_val, y_val = Xs[val_idx], y[val_idx]
+        anchors = X_tr[y_tr == 1]
+
+        progress = _Progress(self.verbose == 1, total=1 + (0 if self.generator == "none" else self.episodes))
+        t0 = time.perf_counter()
+        self.history_ = []
+        self.detector_ = self._make_detector(seed).fit(X_tr, y_tr)
+        self.cvae_ = None
+        if self.generator != "none":
+            self.cvae_ = CVAE(
+                latent_dim=self.latent_dim, epochs=self.cvae_epochs, random_state=seed, device=self.device
+            ).fit(X_tr, y_tr)
+        val_auc = self._auc(y_val, self.detector_.decision_function(X_val)) if len(val_idx) else float("nan")
+        self.history_.append(
+            {
+                "episode": 0,
+                "pseudo_labels": self.used_pseudo_labels_,
+                "known_anomalies": int(y_tr.sum()),
+                "candidates": 0,
+                "kept": 0,
+                "generated_total": 0,
+                "detector_loss": _last(self.detector_.history_, "train_loss"),
+                "val_auc": val_auc,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        self._log(_format_row(self.history_[-1]))
+        progress.advance()
+
+        generated = np.empty((0, X.shape[1]), dtype=np.float32)
+        self.policy_ = None
+        if self.generator != "none" and self.episodes > 0:
+            generated = self._self_reinforce(X_tr, y_tr, X_val, y_val, anchors, seed, progress)
+        progress.close()
+        self.generated_ = self._unscale(generated)
+        self._anchors = anchors
+
+        X_comb, y_comb, w_comb = self._combined(X_tr, y_tr, generated)
+        self.mome_ = None
+        if self.inference == "mome":
+            teacher = self.detector_.decision_function(X_comb) if self.distill else None
+            t1 = time.perf_counter()
+            self.mome_ = self._make_mome(seed).fit(X_comb, y_comb, sample_weight=w_comb, teacher_scores=teacher)
+            self.mome_seconds_ = time.perf_counter() - t1
+        self.fit_seconds_ = time.perf_counter() - t0
+        self.decision_scores_ = self._score_scaled(Xs)
+        self.threshold_ = float(np.percentile(self.decision_scores_, 100.0 * (1.0 - float(self.contamination))))
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+        return self
+
+    def _combined(self, X_tr, y_tr, generated):
+        n_real = max(int(y_tr.sum()), 1)
+        X_comb = np.vstack([X_tr, generated]).astype(np.float32)
+        y_comb = np.concatenate([y_tr, np.ones(len(generated), dtype=np.int64)])
+        w = np.ones(len(y_comb))
+        if len(generated):
+            w[len(y_tr):] = min(1.0, float(self.generated_weight) * n_real / len(generated))
+        return X_comb, y_comb, w
+
+    def _detector_probability(self, x: torch.Tensor) -> torch.Tensor:
+        """``W(x)`` for the reward: the large detector's anomaly probability of standardised rows."""
+        p = self.detector_.predict_proba(x.detach().to("cpu", torch.float32).numpy())[:, 1]
+        return torch.as_tensor(p, dtype=torch.float32, device=x.device)
+
+    def _self_reinforce(self, X_tr, y_tr, X_val, y_val, anchors, seed, progress) -> np.ndarray:
+        from swifthydra.rl import (
+            GaussianPolicy,
+            HydraReward,
+            PPOConfig,
+            make_latent_env,
+            train_agent,
+        )
+        from swifthydra.rl import generate_candidates as rollout
+        from swifthydra.rl.reward import kl_entropy, select_top
+
+        top_l = self.top_l if self.top_l is not None else int(np.clip(4 * len(anchors), 16, 128))
+        normals = X_tr[y_tr == 0]
+        if len(normals) > _MAX_GUARD_NORMALS:
+            normals = normals[np.random.RandomState(seed).choice(len(normals), _MAX_GUARD_NORMALS, replace=False)]
+        bounds = (X_tr.min(axis=0), X_tr.max(axis=0))
+        reward = HydraReward(
+            torch.from_numpy(anchors), torch.from_numpy(normals), self._detector_probability,
+            episode=1, lam=float(self.lam), gamma=float(self.gamma), seed=seed,
+        )
+        generated = np.empty((0, X_tr.shape[1]), dtype=np.float32)
+        best_auc = self.history_[0]["val_auc"]
+        best_state = (self.detector_.state_dict(), generated)
+        self.best_episode_ = 0
+        stall = 0
+        optimizer = None
+        for e in range(1, self.episodes + 1):
+            t0 = time.perf_counter()
+            anomaly_set = np.vstack([anchors, generated])
+            reward.update(anomalies=torch.from_numpy(anomaly_set), detector=self._detector_probability, episode=e)
+            ppo_stats: dict[str, float] = {}
+            if self.generator == "rl":
+                env = make_latent_env(
+                    self.cvae_, anchors, reward, num_envs=int(self.num_envs), horizon=int(self.horizon),
+                    x_bounds=bounds, seed=seed + e,
+                )
+                if self.policy_ is None:
+                    self.policy_ = GaussianPolicy(env.observation_dim, env.action_dim, seed=seed)
+                    optimizer = torch.optim.Adam(self.policy_.parameters(), lr=PPOConfig.learning_rate, eps=1e-5)
+                config = PPOConfig(n_steps=2 * int(self.horizon), seed=seed + e)
+                logs = train_agent(env, self.policy_, config, iterations=int(self.ppo_iterations), optimizer=optimizer)
+                ppo_stats = {f"ppo_{k}": float(v) for k, v in logs[-1].items() if isinstance(v, (int, float))}
+                cand = rollout(env, self.policy_, n_rollouts=2, seed=seed + e)["x"]
+            else:  # plain C-VAE samples, same selection
+                n = 2 * int(self.num_envs) * int(self.horizon)
+                sample = self.cvae_.sample(n, 1, random_state=seed + e)
+                cand = torch.from_numpy(np.clip(sample, bounds[0], bounds[1]).astype(np.float32))
+            terms = reward.terms(cand)
+            keep = select_top(
+                terms["reward"], top_l, terms["accepted"], x=cand, min_distance=0.5 * reward.anomaly_radius
+            )
+            kept = cand[keep].detach().cpu().numpy().astype(np.float32)
+            generated = np.vstack([generated, kept])
+            X_comb, y_comb, w_comb = self._combined(X_tr, y_tr, generated)
+            if self.finetune_epochs > 0:
+                self.detector_.partial_fit(X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs))
+                self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs))
+            val_auc = self._auc(y_val, self.detector_.decision_function(X_val)) if len(y_val) else float("nan")
+            sel = keep.detach().cpu()
+            row = {
+                "episode": e,
+                "pseudo_labels": self.used_pseudo_labels_,
+                "candidates": int(cand.shape[0]),
+                "accepted": int(terms["accepted"].sum()),
+                "kept": int(len(kept)),
+                "generated_total": int(len(generated)),
+                "weights_diversity": reward.weights[0],
+                "weights_deception": reward.weights[1],
+                "reward_mean_kept": _mean(terms["reward"][sel]),
+                "entropy_gain_mean_kept": _mean(terms["entropy_gain"][sel]),
+                "deception_mean_kept": _mean(terms["deception"][sel]),
+                "w_mean_kept": _mean(terms["w"][sel]),
+                "anomaly_set_entropy": _safe(kl_entropy, np.vstack([anchors, generated])),
+                "detector_loss": _last(self.detector_.history_, "train_loss"),
+                "val_auc": val_auc,
+                "seconds": time.perf_counter() - t0,
+                **ppo_stats,
+            }
+            self.history_.append(row)
+            self._log(_format_row(row))
+            progress.advance()
+            if not math.isnan(val_auc):
+                if math.isnan(best_auc) or val_auc > best_auc + 1e-4:
+                    best_auc, best_state, self.best_episode_, stall = val_auc, (self.detector_.state_dict(), generated), e, 0
+                else:
+                    stall += 1
+                    if stall >= self.patience:
+                        break
+            else:
+                best_state, self.best_episode_ = (self.detector_.state_dict(), generated), e
+        state, generated = best_state
+        self.detector_.model_.load_state_dict(state)
+        return generated
+
+    # ------------------------------------------------------------------------------ scoring
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "detector_"):
+            raise NotFittedError("This SwiftHydra is not fitted yet: call fit(X, y) first.")
+
+    def _score_scaled(self, Xs: np.ndarray) -> np.ndarray:
+        model = self.mome_ if self.mome_ is not None else self.detector_
+        scores = model.decision_function(Xs)
+        if not np.isfinite(scores).all():
+            raise SwiftHydraError("the model produced non-finite scores; please report this with the data shape.")
+        return scores
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly score per row (a logit; higher = more anomalous).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        self._check_fitted()
+        X = check_X(X, name="X", n_features=self.n_features_in_)
+        Xs = self._scale(X)
+        if not np.isfinite(Xs).all():
+            raise InvalidInputError("X has values too large to score after standardisation: rescale the data.")
+        with _torch_threads(getattr(self, "n_jobs", 1)):
+            return self._score_scaled(Xs)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Opposite of :meth:`decision_function` (scikit-learn convention: lower = more abnormal)."""
+        return -self.decision_function(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 for rows scoring above ``threshold_`` (the training ``contamination`` quantile), else 0."""
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    def predict_proba(self, X: Any, method: str = "sigmoid") -> np.ndarray:
+        """``[P(normal), P(anomaly)]`` per row.
+
+        ``method="sigmoid"`` maps the logit through the logistic function (the detector is trained
+        with class-balanced weights, so this is not calibrated to the base rate);
+        ``method="linear"`` is PyOD's min-max scaling by the training scores.
+        """
+        s = self.decision_function(X)
+        if method == "sigmoid":
+            p = 1.0 / (1.0 + np.exp(-np.clip(s, -60, 60)))
+        elif method == "linear":
+            lo, hi = self.decision_scores_.min(), self.decision_scores_.max()
+            p = np.clip((s - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+        else:
+            raise InvalidInputError(f"method must be 'sigmoid' or 'linear', got {method!r}.")
+        return np.stack([1.0 - p, p], axis=1)
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return ``labels_``."""
+        return self.fit(X, y).labels_
+
+    # ------------------------------------------------------------------------ generation
+    def sample_anomalies(self, n: int, random_state: int | None = None) -> np.ndarray:
+        """Draw ``n`` new anomalies from the trained generator (agent rollouts, or VAE samples).
+
+        Returns
+        -------
+        ndarray of shape (n, n_features), in the input's units
+        """
+        self._check_fitted()
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise InvalidInputError(f"n must be a positive integer, got {n!r}.")
+        if self.cvae_ is None:
+            raise InvalidInputError("this model was fitted with generator='none': it has no generator to sample.")
+        seed = 0 if random_state is None else int(random_state)
+        if self.policy_ is None:
+            return self._unscale(self.cvae_.sample(int(n), 1, random_state=seed))
+        from swifthydra.rl import generate_candidates, make_latent_env
+
+        def no_reward(x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], device=x.device)
+
+        env = make_latent_env(
+            self.cvae_, self._anchors, no_reward, num_envs=int(self.num_envs), horizon=int(self.horizon), seed=seed
+        )
+        per_rollout = env.num_envs * env.horizon
+        cand = generate_candidates(env, self.policy_, n_rollouts=math.ceil(n / per_rollout), seed=seed)["x"]
+        return self._unscale(cand[:n].detach().cpu().numpy())
+
+    # ------------------------------------------------------------------------- persistence
+    def save(self, path, overwrite: bool = False):
+        """Save to a model directory (safetensors + JSON; see :mod:`swifthydra.io`)."""
+        from swifthydra.io import save_model_dir
+
+        self._check_fitted()
+        tensors = {"center": torch.from_numpy(self.center_), "scale": torch.from_numpy(self.scale_),
+                   "generated": torch.from_numpy(self.generated_), "anchors": torch.from_numpy(self._anchors),
+                   "decision_scores": torch.from_numpy(self.decision_scores_)}
+        tensors.update({f"detector.{k}": v for k, v in self.detector_.state_dict().items()})
+        config = {
+            "params": _jsonable_params(self.get_params()),
+            "n_features_in": int(self.n_features_in_),
+            "threshold": float(self.threshold_),
+            "used_pseudo_labels": bool(self.used_pseudo_labels_),
+            "best_episode": int(getattr(self, "best_episode_", 0)),
+            "history": _jsonable(self.history_),
+            "detector": self.detector_.get_config(),
+        }
+        if self.mome_ is not None:
+            tensors.update({f"mome.{k}": v for k, v in self.mome_.state_dict().items()})
+            config["mome"] = self.mome_.get_config()
+        if self.cvae_ is not None:
+            tensors.update({f"cvae.{k}": v for k, v in self.cvae_.state_dict().items()})
+            config["cvae"] = _jsonable(self.cvae_.get_config())
+        if self.policy_ is not None:
+            tensors.update({f"policy.{k}": v for k, v in self.policy_.state_dict().items()})
+            config["policy"] = {"obs_dim": self.policy_.obs_dim, "act_dim": self.policy_.act_dim}
+        return save_model_dir(path, MODEL_KIND, config, tensors, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path, device: str | None = None) -> SwiftHydra:
+        """Load a model saved with :meth:`save`. Never executes code from the files."""
+        from swifthydra.detector import MambaDetector, MoME
+        from swifthydra.exceptions import ModelFileError
+        from swifthydra.generative import CVAE
+        from swifthydra.io import load_model_dir
+        from swifthydra.rl import GaussianPolicy
+
+        meta, tensors = load_model_dir(path, MODEL_KIND)
+        cfg = meta["config"]
+
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+        try:
+            params = dict(cfg["params"])
+            if device is not None:
+                params["device"] = device
+            est = cls(**params)
+            est.n_features_in_ = int(cfg["n_features_in"])
+            est.threshold_ = float(cfg["threshold"])
+            est.used_pseudo_labels_ = bool(cfg["used_pseudo_labels"])
+            est.best_episode_ = int(cfg["best_episode"])
+            est.history_ = list(cfg["history"])
+            est.center_ = tensors["center"].numpy().astype(np.float64)
+            est.scale_ = tensors["scale"].numpy().astype(np.float64)
+            est.generated_ = tensors["generated"].numpy().astype(np.float64)
+            est._anchors = tensors["anchors"].numpy()
+            est.decision_scores_ = tensors["decision_scores"].numpy().astype(np.float64)
+            est.labels_ = (est.decision_scores_ > est.threshold_).astype(np.int64)
+            est.detector_ = MambaDetector.from_config(cfg["detector"], part("detector"), device=device)
+            est.mome_ = MoME.from_config(cfg["mome"], part("mome"), device=device) if "mome" in cfg else None
+            est.cvae_ = CVAE.from_state(cfg["cvae"], part("cvae"), device=device) if "cvae" in cfg else None
+            est.policy_ = None
+            if "policy" in cfg:
+                est.policy_ = GaussianPolicy(int(cfg["policy"]["obs_dim"]), int(cfg["policy"]["act_dim"]))
+                est.policy_.load_state_dict(part("policy"))
+        except (KeyError, TypeError, ValueError, RuntimeError, SwiftHydraError) as exc:
+            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model ({type(exc).__name__}: {exc}).") from None
+        if est.center_.shape != (est.n_features_in_,):
+            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model (feature count).")
+        return est
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = False
+        return tags
+
+
+# ---------------------------------------------------------------------------- small helpers
+@contextlib.contextmanager
+def _torch_threads(n_jobs: int):
+    """Run with ``n_jobs`` PyTorch threads (-1: all cores), restoring the caller's setting."""
+    before = torch.get_num_threads()
+    wanted = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted != before:
+            torch.set_num_threads(before)
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.task = self.bar.add_task("Swift Hydra episodes", total=total)
+            self.bar.start()
+
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _mean(t: torch.Tensor) -> float:
+    t = t[torch.isfinite(t)]
+    return float(t.mean()) if t.numel() else float("nan")
+
+
+def _last(history: list[dict], key: str) -> float:
+    for row in reversed(history or []):
+        if key in row and row[key] is not None:
+            return float(row[key])
+    return float("nan")
+
+
+def _safe(fn, *args) -> float:
+    try:
+        value = float(fn(*args))
+    except (ValueError, RuntimeError, SwiftHydraError):
+        return float("nan")
+    return value if math.isfinite(value) else float("nan")
+
+
+def _format_row(row: dict) -> str:
+    keys = ("episode", "kept", "generated_total", "reward_mean_kept", "detector_loss", "val_auc", "seconds")
+    parts = []
+    for k in keys:
+        if k in row:
+            v = row[k]
+            parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+    return "[swifthydra] " + " ".join(parts)
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: NaN/inf become None, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _jsonable_params(params: dict) -> dict:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, np.random.RandomState):
+            v = None
+        out[k] = _jsonable(v)
+    return out

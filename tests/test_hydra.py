@@ -1,0 +1,159 @@
+"""SwiftHydra: the PyOD/scikit-learn contract, the loop's bookkeeping, ablations, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+
+from swifthydra import SwiftHydra
+from swifthydra.exceptions import InvalidInputError, ModelFileError, NotFittedError
+
+TINY = dict(
+    episodes=2,
+    ppo_iterations=2,
+    num_envs=16,
+    horizon=3,
+    latent_dim=4,
+    cvae_epochs=5,
+    finetune_epochs=1,
+    detector_params={"max_epochs": 15, "d_model": 8, "n_layers": 1, "tokenizer": "feature", "batch_size": 128},
+    mome_params={"max_epochs": 15, "d_model": 8},
+    n_experts=2,
+)
+
+
+def _data(seed=0, n=300, d=5, n_anom=20, n_labeled=8):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    X[:n_anom] += 4.0
+    y_true = np.zeros(n, dtype=np.int64)
+    y_true[:n_anom] = 1
+    y = np.zeros(n, dtype=np.int64)
+    y[:n_labeled] = 1
+    return X, y, y_true
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y, y_true = _data()
+    return SwiftHydra(random_state=0, **TINY).fit(X, y), X, y, y_true
+
+
+def test_pyod_contract(fitted):
+    model, X, y, y_true = fitted
+    s = model.decision_function(X)
+    assert s.shape == (len(X),) and np.isfinite(s).all()
+    np.testing.assert_allclose(model.decision_scores_, s, rtol=1e-5, atol=1e-5)
+    assert model.n_features_in_ == X.shape[1]
+    assert set(np.unique(model.labels_)) <= {0, 1}
+    assert abs(model.labels_.mean() - model.contamination) < 0.05
+    np.testing.assert_array_equal(model.predict(X), (s > model.threshold_).astype(int))
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(1), 1) and (proba >= 0).all()
+    lin = model.predict_proba(X, method="linear")
+    assert lin[:, 1].min() == 0 and lin[:, 1].max() == 1
+    assert roc_auc_score(y_true, s) > 0.9, "planted anomalies are easy"
+    np.testing.assert_allclose(model.score_samples(X), -s)
+
+
+def test_history_and_generated(fitted):
+    model, X, *_ = fitted
+    h = model.history_
+    assert h[0]["episode"] == 0 and h[0]["pseudo_labels"] is False
+    assert 1 <= len(h) - 1 <= TINY["episodes"]
+    for row in h[1:]:
+        for key in ("candidates", "kept", "reward_mean_kept", "entropy_gain_mean_kept", "w_mean_kept",
+                    "anomaly_set_entropy", "detector_loss", "val_auc", "seconds", "ppo_policy_loss"):
+            assert key in row, key
+        assert 0 < row["kept"] <= row["candidates"]
+    assert h[1]["weights_deception"] < h[-1]["weights_deception"] or len(h) == 2
+    assert model.generated_.shape[1] == X.shape[1]
+    assert len(model.generated_) == h[model.best_episode_]["generated_total"]
+    new = model.sample_anomalies(37, random_state=1)
+    assert new.shape == (37, X.shape[1]) and np.isfinite(new).all()
+
+
+def test_same_seed_same_scores():
+    X, y, _ = _data(1)
+    a = SwiftHydra(random_state=3, **TINY).fit(X, y).decision_function(X)
+    b = SwiftHydra(random_state=3, **TINY).fit(X, y).decision_function(X)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("generator", ["cvae", "none"])
+def test_ablations(generator):
+    X, y, y_true = _data(2)
+    model = SwiftHydra(random_state=0, generator=generator, inference="large", **TINY).fit(X, y)
+    assert model.mome_ is None
+    assert roc_auc_score(y_true, model.decision_function(X)) > 0.85
+    if generator == "none":
+        assert len(model.history_) == 1 and len(model.generated_) == 0 and model.cvae_ is None
+        with pytest.raises(InvalidInputError, match="no generator"):
+            model.sample_anomalies(5)
+    else:
+        assert model.policy_ is None and model.history_[1]["kept"] > 0
+        assert len(model.generated_) == model.history_[model.best_episode_]["generated_total"]
+        assert model.sample_anomalies(5).shape == (5, X.shape[1])
+
+
+def test_unsupervised_uses_pseudo_labels():
+    X, _, y_true = _data(3)
+    model = SwiftHydra(random_state=0, contamination=0.07, **{**TINY, "episodes": 1}).fit(X)
+    assert model.used_pseudo_labels_ and model.history_[0]["pseudo_labels"] is True
+    assert model.history_[0]["known_anomalies"] >= 2
+    assert roc_auc_score(y_true, model.decision_function(X)) > 0.85
+
+
+def test_clone_and_params():
+    model = SwiftHydra(episodes=3, random_state=5)
+    c = clone(model)
+    assert c.get_params() == model.get_params()
+    assert not hasattr(c, "detector_")
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    model, X, *_ = fitted
+    path = model.save(tmp_path / "model")
+    loaded = SwiftHydra.load(path)
+    np.testing.assert_allclose(loaded.decision_function(X), model.decision_function(X), rtol=1e-6, atol=1e-6)
+    assert loaded.threshold_ == model.threshold_ and loaded.history_[0]["episode"] == 0
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.sample_anomalies(4, random_state=2).shape == (4, X.shape[1])
+    with pytest.raises(ModelFileError, match="already exists"):
+        model.save(path)
+    (path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelFileError):
+        SwiftHydra.load(path)
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.full((50, 3), np.nan), None, "NaN"),
+        (np.ones(50), None, "2-D"),
+        (np.ones((3, 2)), None, "at least 8"),
+        (np.random.default_rng(0).normal(size=(50, 3)), np.ones(50), "every row is labelled"),
+        (np.random.default_rng(0).normal(size=(50, 3)), np.full(50, 2), "only 0"),
+        (np.random.default_rng(0).normal(size=(50, 3)), np.zeros(49), "49 labels"),
+    ],
+)
+def test_bad_fit_input(X, y, match):
+    with pytest.raises(InvalidInputError, match=match):
+        SwiftHydra(**TINY).fit(X, y)
+
+
+def test_bad_params_and_scoring_input(fitted):
+    X, y, _ = _data()
+    with pytest.raises(InvalidInputError, match="generator"):
+        SwiftHydra(generator="gan").fit(X, y)
+    with pytest.raises(InvalidInputError, match="episodes=-1"):
+        SwiftHydra(episodes=-1).fit(X, y)
+    with pytest.raises(NotFittedError):
+        SwiftHydra().decision_function(X)
+    model = fitted[0]
+    with pytest.raises(InvalidInputError, match="fitted with 5"):
+        model.decision_function(X[:, :3])
+    with pytest.raises(InvalidInputError, match="magnitude"):
+        model.decision_function(np.full((2, 5), 1e35))
