@@ -177,11 +177,15 @@ def demo(
     labeled_ratio: Annotated[float, typer.Option(help="Fraction of training anomalies that keep their label.")] = 0.05,
     seed: Annotated[int, typer.Option(help="ADBench split seed.")] = 1,
     protocol: Annotated[str, typer.Option(help="adbench or clean.")] = "adbench",
+    quick: Annotated[bool, typer.Option(help="A smaller Swift Hydra (fewer episodes and epochs).")] = False,
 ) -> None:
     """Run the main job on a built-in dataset: ADBench split, then detectors side by side."""
-    from swifthydra.demo import run_demo
+    from swifthydra.demo import QUICK_PARAMS, run_demo
 
-    run_demo(dataset=dataset, labeled_ratio=labeled_ratio, seed=seed, protocol=protocol)
+    run_demo(
+        dataset=dataset, labeled_ratio=labeled_ratio, seed=seed, protocol=protocol,
+        params=QUICK_PARAMS if quick else None,
+    )
 
 
 def _register_subcommands() -> None:

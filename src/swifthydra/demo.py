@@ -11,6 +11,17 @@ from swifthydra.exceptions import SwiftHydraError
 #: Models of the demo, by benchmark-registry name, with a label for the table.
 DEMO_MODELS = {"swifthydra": "SwiftHydra", "iforest": "IForest (PyOD)", "catboost": "CatBoost"}
 
+#: A small Swift Hydra for a quick look (``swifthydra demo --quick``): fewer episodes and epochs.
+QUICK_PARAMS = {
+    "swifthydra": {
+        "episodes": 2,
+        "cvae_epochs": 20,
+        "ppo_iterations": 3,
+        "detector_params": {"max_epochs": 15},
+        "mome_params": {"max_epochs": 15},
+    }
+}
+
 
 def run_demo(
     dataset: str = "wdbc",
@@ -18,12 +29,14 @@ def run_demo(
     seed: int = 1,
     protocol: str = "adbench",
     models: dict[str, str] | None = None,
+    params: dict[str, dict] | None = None,
 ) -> list[dict]:
     """Split a built-in dataset the ADBench way; print each model's AUC-ROC, AUC-PR and timings.
 
     The models come from the benchmark registry (:mod:`swifthydra.bench.models`), so the demo
-    runs them exactly as ``swifthydra bench`` does. A model whose optional library is missing is
-    shown as skipped.
+    runs them exactly as ``swifthydra bench`` does. ``params`` overrides a model's settings by
+    registry name (e.g. :data:`QUICK_PARAMS`). A model whose optional library is missing is shown
+    as skipped.
     """
     from rich.console import Console
     from rich.table import Table
@@ -49,7 +62,7 @@ def run_demo(
             row["note"] = f"skipped: needs {spec.min_labeled} labelled anomalies"
             continue
         try:
-            model = spec.factory(seed, 1, **spec.defaults)
+            model = spec.factory(seed, 1, **{**spec.defaults, **(params or {}).get(name, {})})
         except (MissingDependencyError, ImportError) as exc:
             row["note"] = f"skipped: {exc}"
             continue
