@@ -16,13 +16,6 @@ from swifthydra.rl import HydraReward, make_latent_env
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks: one intra-op thread is faster, and far faster on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def two_clusters(n_normal: int = 300, n_anom: int = 12, d: int = 5, seed: int = 0):

@@ -21,9 +21,7 @@ selection and guard); ``generator="none"`` adds no generated rows at all.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import time
 from typing import Any
 
@@ -33,6 +31,7 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
 
+from swifthydra._torch import torch_threads
 from swifthydra._validation import check_X, check_y
 from swifthydra.exceptions import InvalidInputError, NotFittedError, SwiftHydraError
 
@@ -271,7 +270,7 @@ class SwiftHydra(BaseEstimator):
         self
         """
         self._validate_params()
-        with _torch_threads(self.n_jobs):
+        with torch_threads(self.n_jobs):
             return self._fit(X, y)
 
     def _fit(self, X: Any, y: Any) -> SwiftHydra:
@@ -490,7 +489,7 @@ class SwiftHydra(BaseEstimator):
         Xs = self._scale(X)
         if not np.isfinite(Xs).all():
             raise InvalidInputError("X has values too large to score after standardisation: rescale the data.")
-        with _torch_threads(getattr(self, "n_jobs", 1)):
+        with torch_threads(getattr(self, "n_jobs", 1)):
             return self._score_scaled(Xs)
 
     def score_samples(self, X: Any) -> np.ndarray:
@@ -632,20 +631,6 @@ class SwiftHydra(BaseEstimator):
 
 
 # ---------------------------------------------------------------------------- small helpers
-@contextlib.contextmanager
-def _torch_threads(n_jobs: int):
-    """Run with ``n_jobs`` PyTorch threads (-1: all cores), restoring the caller's setting."""
-    before = torch.get_num_threads()
-    wanted = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
-    if wanted != before:
-        torch.set_num_threads(wanted)
-    try:
-        yield
-    finally:
-        if wanted != before:
-            torch.set_num_threads(before)
-
-
 class _Progress:
     def __init__(self, enabled: bool, total: int) -> None:
         self.bar = None

@@ -32,27 +32,13 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
+from swifthydra._torch import resolve_device
 from swifthydra._validation import check_X, check_y
 from swifthydra.exceptions import InvalidInputError, NotFittedError
 
-__all__ = ["CVAE", "CVAENet", "resolve_device"]
+__all__ = ["CVAE", "CVAENet"]
 
 FORMAT_VERSION = 1
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA if available else CPU; otherwise the named device (checked)."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidInputError(f"device {device!r} is not a torch device ({exc}).") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(
-            f"device {device!r} requested but CUDA is not available: use 'cpu'."
-        )
-    return dev
 
 
 def _resolve_seed(random_state: Any) -> int:
