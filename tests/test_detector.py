@@ -13,12 +13,9 @@ from sklearn.metrics import roc_auc_score
 from swifthydra.detector import MambaDetector, MoME, resolve_device
 from swifthydra.exceptions import InvalidInputError, NotFittedError
 
-SMALL_MAMBA = dict(
-    d_model=8, n_layers=1, d_state=4, max_epochs=4, batch_size=64, lr=1e-2, score_batch_size=256
-)
-SMALL_MOME = dict(
-    n_experts=3, d_model=8, d_state=4, max_epochs=4, batch_size=64, lr=1e-2, score_batch_size=256
-)
+FAST = dict(max_epochs=4, min_epochs=1, batch_size=64, lr=1e-2, score_batch_size=256)
+SMALL_MAMBA = dict(d_model=8, n_layers=1, d_state=4, **FAST)
+SMALL_MOME = dict(n_experts=3, d_model=8, d_state=4, **FAST)
 
 
 def _data(n=500, d=6, seed=0, frac=0.1):
@@ -295,3 +292,40 @@ def test_early_stopping_keeps_weights_that_nothing_beats(data, fitted_mamba):
     assert best == unbeatable
     for k, v in est.model_.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_early_stopping_picks_no_checkpoint_before_min_epochs(data):
+    X, weak, _, _ = data
+    est = MambaDetector(random_state=0, **{**SMALL_MAMBA, "min_epochs": 3, "patience": 50}).fit(
+        X, weak
+    )
+    assert est.n_epochs_ == 4 and est.best_epoch_ >= 3
+
+
+def test_balanced_batches_are_half_anomalies_and_cover_every_row():
+    from swifthydra.detector import _balanced_batches
+
+    y = np.zeros(100, dtype=int)
+    y[[3, 50, 77]] = 1
+    batches = _balanced_batches(y, 20, np.random.RandomState(0))
+    assert len(batches) == 10  # 97 unlabeled rows, 10 per batch
+    for b in batches:
+        assert len(b) == 20 and y[b].sum() == 10
+    seen = np.concatenate(batches)
+    assert set(seen) == set(range(100))  # every row appears at least once per epoch
+    counts = np.bincount(seen[y[seen] == 1])
+    assert counts[[3, 50, 77]].max() - counts[[3, 50, 77]].min() <= 1  # anomalies cycled evenly
+
+
+def test_threaded_scoring_matches_one_thread_and_restores_settings(data, fitted_mome):
+    Xt = data[2]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = fitted_mome.decision_function(Xt, batch_size=50)
+        torch.set_num_threads(3)
+        three = fitted_mome.decision_function(Xt, batch_size=50)  # 8 batches over 3 threads
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(one, three)

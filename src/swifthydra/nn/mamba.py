@@ -15,7 +15,7 @@ discretise the continuous system ``h' = A h + B u`` (``A`` diagonal, negative) a
     h_t = exp(Δ_t A) ⊙ h_{t-1} + Δ_t B_t u_t        # (B, D_in, N)
     y_t = C_t · h_t + D ⊙ u_t                        # (B, D_in)
 
-:func:`selective_scan` evaluates this recurrence in one of three ways that agree to rounding:
+:func:`selective_scan` evaluates this recurrence in one of four ways that agree to rounding:
 
 - ``"sequential"``: the reference loop over ``t`` above — slow for long sequences, obviously right,
   and lean in memory (it never holds the ``(B, L, D_in, N)`` state history while scoring);
@@ -34,10 +34,10 @@ Which one is fastest depends on the hardware (measured with ``L`` = 9-128, ``D_i
 ``N`` = 8-16 on 2 CPU threads): on CPU the doubling scan does ``O(L log L)`` work on tensors too
 big for the cache and loses to the loops everywhere; ``"recurrent"`` trains about 3x faster than
 autograd through ``"sequential"``; for scoring, ``"sequential"`` is fastest and needs no
-``(B, L, D_in, N)`` buffer. On a GPU the few wide launches of the doubling scan beat ``L`` narrow
-ones, and the fused ``selective_scan_fn`` kernel of ``mamba-ssm`` beats both when it imports
-(see :func:`_use_cuda_kernel`). ``mode="auto"`` encodes exactly these choices
-(:func:`_auto_mode`).
+``(B, L, D_in, N)`` buffer. On a GPU (not measured here) the doubling scan's ``log L`` wide
+launches are expected to beat ``L`` narrow ones, and the fused ``selective_scan_fn`` kernel of
+``mamba-ssm`` to beat both; it is used when it imports (see :func:`_use_cuda_kernel`).
+``mode="auto"`` encodes these choices (:func:`_auto_mode`).
 
 Tabular features have no natural order, so a block can be *bidirectional*: a second SSM (own
 convolution, Δ, B, C, A, D) reads the reversed sequence, and the two outputs are summed before the
