@@ -35,6 +35,7 @@ from torch import nn
 from swifthydra._torch import resolve_device
 from swifthydra._validation import check_X, check_y
 from swifthydra.exceptions import InvalidInputError, NotFittedError
+from swifthydra.io import to_jsonable
 from swifthydra.nn.mamba import POOLINGS, SCAN_MODES, MambaConfig, MambaScorer
 from swifthydra.nn.moe import MoMENet, choose_num_experts
 from swifthydra.nn.tokenize import TOKENIZERS
@@ -241,18 +242,6 @@ def _better(key: tuple[float, float], best: tuple[float, float] | None) -> bool:
     if auc > best_auc + 1e-9:
         return True
     return auc >= best_auc - 1e-9 and loss < best_loss - 1e-6
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, torch.device):
-        return str(value)
-    if isinstance(value, np.random.RandomState):
-        return None  # a generator object cannot be stored; the fitted weights are what counts
-    return value
 
 
 class _NeuralDetector(BaseEstimator):
@@ -608,7 +597,7 @@ class _NeuralDetector(BaseEstimator):
         return {
             "class": type(self).__name__,
             "format_version": CONFIG_FORMAT_VERSION,
-            "params": {k: _jsonable(v) for k, v in self.get_params().items()},
+            "params": to_jsonable(self.get_params()),
             "n_features_in": int(self.n_features_in_),
             "threshold": float(self.threshold_),
             "n_epochs": int(self.n_epochs_),

@@ -34,6 +34,7 @@ from sklearn.utils import check_random_state
 from swifthydra._torch import torch_threads
 from swifthydra._validation import check_X, check_y
 from swifthydra.exceptions import InvalidInputError, NotFittedError, SwiftHydraError
+from swifthydra.io import to_jsonable
 
 MODEL_KIND = "swifthydra.SwiftHydra"
 _GENERATORS = ("rl", "cvae", "none")
@@ -560,12 +561,12 @@ class SwiftHydra(BaseEstimator):
                    "decision_scores": torch.from_numpy(self.decision_scores_)}
         tensors.update({f"detector.{k}": v for k, v in self.detector_.state_dict().items()})
         config = {
-            "params": _jsonable_params(self.get_params()),
+            "params": to_jsonable(self.get_params()),
             "n_features_in": int(self.n_features_in_),
             "threshold": float(self.threshold_),
             "used_pseudo_labels": bool(self.used_pseudo_labels_),
             "best_episode": int(getattr(self, "best_episode_", 0)),
-            "history": _jsonable(self.history_),
+            "history": to_jsonable(self.history_),
             "detector": self.detector_.get_config(),
         }
         if self.mome_ is not None:
@@ -573,7 +574,7 @@ class SwiftHydra(BaseEstimator):
             config["mome"] = self.mome_.get_config()
         if self.cvae_ is not None:
             tensors.update({f"cvae.{k}": v for k, v in self.cvae_.state_dict().items()})
-            config["cvae"] = _jsonable(self.cvae_.get_config())
+            config["cvae"] = to_jsonable(self.cvae_.get_config())
         if self.policy_ is not None:
             tensors.update({f"policy.{k}": v for k, v in self.policy_.state_dict().items()})
             config["policy"] = {"obs_dim": self.policy_.obs_dim, "act_dim": self.policy_.act_dim}
@@ -678,26 +679,3 @@ def _format_row(row: dict) -> str:
             v = row[k]
             parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
     return "[swifthydra] " + " ".join(parts)
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON: NaN/inf become None, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
-
-
-def _jsonable_params(params: dict) -> dict:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, np.random.RandomState):
-            v = None
-        out[k] = _jsonable(v)
-    return out
