@@ -20,7 +20,7 @@ from swifthydra.exceptions import InvalidInputError, SwiftHydraError
         (np.array([1.0, 2.0]), "must be 2-D.*reshape"),
         (np.zeros((2, 2, 2)), "must be 2-D"),
         (np.zeros((0, 3)), "0 rows"),
-        (np.zeros((3, 0)), "no columns"),
+        (np.zeros((3, 0)), "0 feature"),
         ([["a", "b"]], "non-numeric"),
         (np.array([[1 + 1j]]), "complex"),
         (np.array([[1e300, 0.0]]), "magnitude"),

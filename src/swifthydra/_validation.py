@@ -51,6 +51,10 @@ def check_X(
         raise InvalidInputError(f"{name} is None: pass a 2-D array of shape (n_samples, n_features).")
     if hasattr(X, "detach") and hasattr(X, "cpu"):  # torch tensor
         X = X.detach().cpu().numpy()
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise InvalidInputError(
+            f"{name} is a sparse matrix, and sparse input is not supported: pass a dense array (X.toarray())."
+        )
     if hasattr(X, "to_numpy") and hasattr(X, "dtypes"):  # pandas DataFrame
         non_numeric = [str(c) for c in X.select_dtypes(exclude=["number", "bool"]).columns]
         if non_numeric:
@@ -72,7 +76,7 @@ def check_X(
                 "text columns before fitting."
             ) from None
     if arr.dtype.kind == "c":
-        raise InvalidInputError(f"{name} is complex-valued: pass real numbers.")
+        raise InvalidInputError(f"{name} is complex-valued (Complex data not supported): pass real numbers.")
     if arr.dtype.kind not in "biuf":
         raise InvalidInputError(f"{name} has unsupported dtype {arr.dtype}: pass a numeric array.")
     if arr.ndim != 2:
@@ -81,9 +85,9 @@ def check_X(
             f"{name} must be 2-D (n_samples, n_features), got {arr.ndim}-D with shape {arr.shape}{hint}."
         )
     if arr.shape[0] < min_rows:
-        raise InvalidInputError(f"{name} has {arr.shape[0]} rows; at least {min_rows} required.")
+        raise InvalidInputError(f"{name} has {arr.shape[0]} rows (n_samples={arr.shape[0]}); at least {min_rows} required.")
     if arr.shape[1] == 0:
-        raise InvalidInputError(f"{name} has no columns: pass at least one feature.")
+        raise InvalidInputError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required: pass at least one feature.")
     if n_features is not None and arr.shape[1] != n_features:
         raise InvalidInputError(
             f"{name} has {arr.shape[1]} features but the model was fitted with {n_features}: "

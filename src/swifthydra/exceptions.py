@@ -8,6 +8,8 @@ do about it. Subclasses also derive from the matching built-in type (``ValueErro
 
 from __future__ import annotations
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
 
 class SwiftHydraError(Exception):
     """Base class of every error raised on purpose by swifthydra."""
@@ -40,5 +42,5 @@ class ModelFileError(SwiftHydraError, OSError):
     """A saved model cannot be loaded (missing, truncated, foreign, or a newer format)."""
 
 
-class NotFittedError(SwiftHydraError, AttributeError):
-    """A model was used before ``fit``."""
+class NotFittedError(SwiftHydraError, _SklearnNotFittedError):
+    """A model was used before ``fit`` (also scikit-learn's ``NotFittedError``)."""

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
 
@@ -46,7 +46,7 @@ def _std_floor(std: np.ndarray) -> np.ndarray:
     return np.where(std > 1e-12, std, 1.0)
 
 
-class SwiftHydra(BaseEstimator):
+class SwiftHydra(OutlierMixin, BaseEstimator):
     """Swift Hydra anomaly detector: self-reinforcing generation of hard anomalies, Mamba models.
 
     Follows PyOD's detector contract: ``fit(X, y=None)``, ``decision_function`` (higher = more
