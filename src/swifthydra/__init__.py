@@ -17,6 +17,7 @@ from swifthydra.exceptions import (  # noqa: E402
     ModelFileError,
     NotFittedError,
     SwiftHydraError,
+    TrainingDivergedError,
     UnknownDatasetError,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "ModelFileError",
     "NotFittedError",
     "SwiftHydraError",
+    "TrainingDivergedError",
     "UnknownDatasetError",
 ]
 

@@ -55,14 +55,19 @@ def check_X(
         raise InvalidInputError(
             f"{name} is a sparse matrix, and sparse input is not supported: pass a dense array (X.toarray())."
         )
-    if hasattr(X, "to_numpy") and hasattr(X, "dtypes"):  # pandas DataFrame
+    if hasattr(X, "select_dtypes") and hasattr(X, "to_numpy"):  # pandas DataFrame
         non_numeric = [str(c) for c in X.select_dtypes(exclude=["number", "bool"]).columns]
         if non_numeric:
             raise InvalidInputError(
                 f"{name} has non-numeric columns {non_numeric[:5]}: encode them first "
                 "(swifthydra.datasets.read_table one-hot encodes them)."
             )
+        # nullable dtypes (Int64, boolean) hold pd.NA: read it as NaN, reported below
+        X = X.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif hasattr(X, "to_numpy") and hasattr(X, "dtype"):  # pandas Series (1-D: rejected below)
         X = X.to_numpy()
+    if isinstance(X, np.ma.MaskedArray):  # masked entries are missing values
+        X = np.ma.asarray(X, dtype=np.float64).filled(np.nan)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged nested lists and the like
@@ -70,6 +75,10 @@ def check_X(
     if arr.dtype == object or arr.dtype.kind in "USV":
         try:
             arr = arr.astype(np.float64)
+        except OverflowError:  # Python ints beyond float64
+            raise InvalidInputError(
+                f"{name} contains an integer too large for float64: rescale or clip the data."
+            ) from None
         except (TypeError, ValueError):
             raise InvalidInputError(
                 f"{name} contains non-numeric values (dtype {arr.dtype}): convert or one-hot encode "
@@ -109,7 +118,8 @@ def check_X(
             f"{name} contains {what} (first at row {row}, column {col}): "
             "impute, clip or drop such values before fitting or scoring."
         )
-    if max_abs is not None and out.size and float(np.abs(out).max()) > max_abs:
+    # the bound rounded like the data: a value <= max_abs stays <= it after a cast to float32
+    if max_abs is not None and out.size and float(np.abs(out).max()) > float(out.dtype.type(max_abs)):
         bad = np.unravel_index(int(np.abs(out).argmax()), out.shape)
         raise InvalidInputError(
             f"{name} has a value of magnitude {abs(out[bad]):.3g} at row {bad[0]}, column {bad[1]}, "
@@ -120,8 +130,17 @@ def check_X(
 
 def check_y(y: Any, n_rows: int, *, name: str = "y") -> np.ndarray:
     """Validate weak labels: 1 = known anomaly, 0 = unlabeled. Returns an int64 array."""
+    if y is None:
+        raise InvalidInputError(
+            f"{name} is None: pass one label per row (1 = known anomaly, 0 = unlabeled)."
+        )
     if hasattr(y, "detach") and hasattr(y, "cpu"):
         y = y.detach().cpu().numpy()
+    if hasattr(y, "to_numpy"):  # pandas Series: nullable dtypes (Int64, boolean) hold pd.NA
+        try:
+            y = y.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            y = y.to_numpy()
     try:
         arr = np.asarray(y)
     except Exception as exc:
@@ -134,9 +153,11 @@ def check_y(y: Any, n_rows: int, *, name: str = "y") -> np.ndarray:
         raise InvalidInputError(f"{name} has {arr.shape[0]} labels but X has {n_rows} rows.")
     if arr.dtype.kind == "b":
         return arr.astype(np.int64)
+    if arr.dtype.kind == "c":
+        raise InvalidInputError(f"{name} is complex-valued: pass 0 (unlabeled) and 1 (known anomaly).")
     try:
         num = arr.astype(np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInputError(f"{name} must hold 0 (unlabeled) and 1 (known anomaly), got dtype {arr.dtype}.") from None
     if not np.isfinite(num).all() or not np.isin(num, (0.0, 1.0)).all():
         bad = np.unique(num[~np.isin(num, (0.0, 1.0))])[:5]
@@ -144,3 +165,16 @@ def check_y(y: Any, n_rows: int, *, name: str = "y") -> np.ndarray:
             f"{name} must hold only 0 (unlabeled) and 1 (known anomaly); found {bad.tolist()}."
         )
     return num.astype(np.int64)
+
+
+def check_not_constant(X: np.ndarray, *, name: str = "X") -> None:
+    """Refuse a matrix whose rows are all identical: there is nothing to tell apart.
+
+    Constant *columns* are fine (they are standardised to 0 and carry no information); only a
+    matrix in which every row equals the first one is an error.
+    """
+    if X.shape[0] >= 2 and bool((X == X[0]).all()):
+        raise InvalidInputError(
+            f"all {X.shape[0]} rows of {name} are identical: an anomaly detector needs rows that "
+            "differ; check that the right columns were selected."
+        )

@@ -190,8 +190,10 @@ def demo(
 
 def _register_subcommands() -> None:
     from swifthydra.bench.cli import register
+    from swifthydra.cli_model import register as register_model
 
     register(app)
+    register_model(app, guarded)
 
 
 _register_subcommands()

@@ -34,7 +34,7 @@ from torch import nn
 
 from swifthydra._torch import resolve_device
 from swifthydra._validation import check_X, check_y
-from swifthydra.exceptions import InvalidInputError, NotFittedError
+from swifthydra.exceptions import InvalidInputError, NotFittedError, TrainingDivergedError
 from swifthydra.io import to_jsonable
 from swifthydra.nn.mamba import POOLINGS, SCAN_MODES, MambaConfig, MambaScorer
 from swifthydra.nn.moe import MoMENet, choose_num_experts
@@ -314,7 +314,9 @@ class _NeuralDetector(BaseEstimator):
 
     # -- fitting --------------------------------------------------------------------------------
     def _check_fit_data(self, X: Any, y: Any, sample_weight: Any, *, n_features: int | None = None):
-        X = check_X(X, name="X", dtype=np.float32, n_features=n_features)
+        # identical rows are allowed here (scores come out constant): inside SwiftHydra a
+        # training split of nearly constant data can be; SwiftHydra.fit refuses all-identical X
+        X = check_X(X, name="X", dtype=np.float32, n_features=n_features, min_rows=2)
         y = check_y(y, X.shape[0])
         n_pos = int(y.sum())
         if n_pos == 0:
@@ -452,15 +454,20 @@ class _NeuralDetector(BaseEstimator):
                 else:
                     perm = rng.permutation(len(y_np))
                     batches = [perm[i : i + bs] for i in range(0, len(perm), bs)]
-                for batch in batches:
+                for b, batch in enumerate(batches, 1):
                     idx = torch.from_numpy(batch).to(self.device_)
                     tb = None if tt is None else tt[idx]
                     loss, parts = self._loss(net, Xt[idx], yt[idx], wt[idx], tb, train=True)
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        self._diverged(f"the training loss became {value}", self.n_epochs_ + 1, b)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    nn.utils.clip_grad_norm_(net.parameters(), _MAX_GRAD_NORM)
+                    norm = nn.utils.clip_grad_norm_(net.parameters(), _MAX_GRAD_NORM)
+                    if not torch.isfinite(norm):
+                        self._diverged("the gradients became non-finite", self.n_epochs_ + 1, b)
                     opt.step()
-                    total += loss.item() * idx.shape[0]
+                    total += value * idx.shape[0]
                     for k, v in parts.items():
                         parts_sum[k] = parts_sum.get(k, 0.0) + v * idx.shape[0]
                     count += idx.shape[0]
@@ -492,6 +499,14 @@ class _NeuralDetector(BaseEstimator):
         net.eval()
         return best
 
+    def _diverged(self, what: str, epoch: int, batch: int | None = None) -> None:
+        """Raise :class:`TrainingDivergedError` naming the epoch (and batch) where ``what`` happened."""
+        where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else "")
+        raise TrainingDivergedError(
+            f"{type(self).__name__} training diverged: {what} in {where}; lower lr (now "
+            f"{self.lr:g}) or check the data for extreme values."
+        )
+
     def _evaluate(self, data) -> tuple[float, float]:
         """Validation AUC-ROC (known anomalies vs unlabeled rows) and balanced loss."""
         from sklearn.metrics import roc_auc_score
@@ -502,6 +517,8 @@ class _NeuralDetector(BaseEstimator):
         bs = int(self.score_batch_size)
         with torch.inference_mode():
             logits = torch.cat([net(Xv[i : i + bs]) for i in range(0, Xv.shape[0], bs)])
+            if not bool(torch.isfinite(logits).all()):
+                self._diverged("the validation scores became non-finite", self.n_epochs_)
             loss = (wv * F.binary_cross_entropy_with_logits(logits, yv, reduction="none")).mean()
             alpha = float(getattr(self, "distill_alpha", 0.0))
             if tv is not None and alpha > 0:
@@ -511,6 +528,11 @@ class _NeuralDetector(BaseEstimator):
 
     def _set_threshold(self, X: np.ndarray) -> None:
         self.decision_scores_ = self._scores(X, int(self.score_batch_size))
+        if not np.isfinite(self.decision_scores_).all():
+            raise TrainingDivergedError(
+                f"{type(self).__name__} training diverged: the scores of the training rows are "
+                f"non-finite after epoch {self.n_epochs_}; lower lr (now {self.lr:g})."
+            )
         self.threshold_ = float(
             np.percentile(self.decision_scores_, 100.0 * (1.0 - float(self.contamination)))
         )
@@ -617,35 +639,78 @@ class _NeuralDetector(BaseEstimator):
         *,
         device: str | None = None,
     ) -> _NeuralDetector:
-        """Rebuild a fitted detector from :meth:`get_config` and :meth:`state_dict` output."""
+        """Rebuild a fitted detector from :meth:`get_config` and :meth:`state_dict` output.
+
+        Everything is checked before memory is committed: the network is first built on PyTorch's
+        ``meta`` device (no storage) and its tensor names and shapes compared with
+        ``state_dict``, so a damaged or hostile config cannot make it allocate more than the
+        stored tensors; tensors holding NaN or infinite values are refused. Any mismatch raises
+        :class:`~swifthydra.exceptions.InvalidInputError`.
+        """
+        if not isinstance(config, dict) or not isinstance(state_dict, dict):
+            raise InvalidInputError("a detector config must be a JSON object and state_dict a dict of tensors.")
         if config.get("class") != cls.__name__:
             raise InvalidInputError(
                 f"config describes a {config.get('class')!r}, not a {cls.__name__}."
             )
-        if int(config.get("format_version", 0)) > CONFIG_FORMAT_VERSION:
+        try:
+            version = int(config.get("format_version", 0))
+            if version > CONFIG_FORMAT_VERSION:
+                raise InvalidInputError(
+                    f"config format {config.get('format_version')} is newer than this swifthydra "
+                    f"supports ({CONFIG_FORMAT_VERSION}): upgrade swifthydra."
+                )
+            params = dict(config["params"])
+            if device is not None:
+                params["device"] = device
+            est = cls(**params)
+            est._validate_params()
+            arch = config.get("architecture", {})
+            if not isinstance(arch, dict):
+                raise InvalidInputError("config.architecture must be a JSON object.")
+            est._restore_architecture(arch)
+            n_features = config["n_features_in"]
+            _check_int("n_features_in", n_features, 1)
+            # every layer and expert owns tensors: more than the file holds cannot match it
+            # (checked before building, which would otherwise create that many modules)
+            if max(int(est.n_layers), int(getattr(est, "n_experts_", 1))) > len(state_dict):
+                raise InvalidInputError(
+                    f"state_dict holds {len(state_dict)} tensors, too few for the config's "
+                    "layers and experts."
+                )
+            threshold = float(config["threshold"])
+            n_epochs = int(config.get("n_epochs", 0))
+            with torch.device("meta"):  # shapes only, no memory
+                expected = {k: tuple(v.shape) for k, v in est._build_net(n_features, None, 0).state_dict().items()}
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RuntimeError) as exc:
+            raise InvalidInputError(f"invalid {cls.__name__} config ({type(exc).__name__}: {exc}).") from None
+        for name, tensor in state_dict.items():
+            if not isinstance(tensor, torch.Tensor):
+                raise InvalidInputError(f"state_dict entry {name!r} is not a tensor.")
+            if name in expected and tuple(tensor.shape) != expected[name]:
+                raise InvalidInputError(
+                    f"state_dict does not match the config: {name!r} has shape {tuple(tensor.shape)}, "
+                    f"expected {expected[name]}."
+                )
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise InvalidInputError(f"state_dict entry {name!r} holds NaN or infinite values.")
+        missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
+        if missing or unexpected:
             raise InvalidInputError(
-                f"config format {config.get('format_version')} is newer than this swifthydra supports "
-                f"({CONFIG_FORMAT_VERSION}): upgrade swifthydra."
+                f"state_dict does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}."
             )
-        params = dict(config["params"])
-        if device is not None:
-            params["device"] = device
-        est = cls(**params)
-        est._validate_params()
-        est._restore_architecture(config.get("architecture", {}))
-        n_features = int(config["n_features_in"])
         est.device_ = resolve_device(est.device)
-        est.n_features_in_ = n_features
+        est.n_features_in_ = int(n_features)
         with _seeded(0, est.device_):
-            net = est._build_net(n_features, None, 0)
+            net = est._build_net(int(n_features), None, 0)
         try:
             net.load_state_dict(state_dict)
         except RuntimeError as exc:
             raise InvalidInputError(f"state_dict does not match the config: {exc}") from None
         est.model_ = net.to(est.device_).eval()
         est.optimizer_ = _adamw(est.model_, est.lr, est.weight_decay)
-        est.threshold_ = float(config["threshold"])
-        est.n_epochs_ = int(config.get("n_epochs", 0))
+        est.threshold_ = threshold
+        est.n_epochs_ = n_epochs
         est.history_ = []
         return est
 
@@ -1034,6 +1099,7 @@ class MoME(_NeuralDetector):
     def _restore_architecture(self, arch: dict[str, Any]) -> None:
         if "n_experts" not in arch:
             raise InvalidInputError("MoME config lacks architecture.n_experts.")
+        _check_int("architecture.n_experts", arch["n_experts"], 1, 1024)
         self.n_experts_ = int(arch["n_experts"])
 
     def _distill_loss(

@@ -44,3 +44,7 @@ class ModelFileError(SwiftHydraError, OSError):
 
 class NotFittedError(SwiftHydraError, _SklearnNotFittedError):
     """A model was used before ``fit`` (also scikit-learn's ``NotFittedError``)."""
+
+
+class TrainingDivergedError(SwiftHydraError, FloatingPointError):
+    """Training produced a non-finite loss, gradient or score (the message names where)."""

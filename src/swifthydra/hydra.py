@@ -21,8 +21,10 @@ selection and guard); ``generator="none"`` adds no generated rows at all.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,8 +34,13 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
 
 from swifthydra._torch import torch_threads
-from swifthydra._validation import check_X, check_y
-from swifthydra.exceptions import InvalidInputError, NotFittedError, SwiftHydraError
+from swifthydra._validation import check_not_constant, check_X, check_y
+from swifthydra.exceptions import (
+    InvalidInputError,
+    NotFittedError,
+    SwiftHydraError,
+    TrainingDivergedError,
+)
 from swifthydra.io import to_jsonable
 
 MODEL_KIND = "swifthydra.SwiftHydra"
@@ -42,8 +49,39 @@ _INFERENCE = ("mome", "large")
 _MAX_GUARD_NORMALS = 2000
 
 
-def _std_floor(std: np.ndarray) -> np.ndarray:
-    return np.where(std > 1e-12, std, 1.0)
+# Standardised values are clipped to +-this: far beyond any training row (|z| <= sqrt(n)) and
+# beyond the detectors' own clip (100 of their std), so scores do not change, but a row far out of
+# the training range (e.g. 1e29 in a column of std 1e-10) scores as extreme instead of overflowing.
+_MAX_STANDARDISED = 1e6
+
+
+def _std_floor(std: np.ndarray, center: np.ndarray | float = 0.0) -> np.ndarray:
+    """Scale of each column: its std, or 1 for a constant column.
+
+    A column counts as constant when its std is 0 or within float64 rounding of 0 relative to its
+    mean (measured: at most 6e-16 |mean| for identical values): a relative test, so data of any
+    scale (e.g. values around 1e-13) is standardised rather than flattened to a constant.
+    """
+    return np.where(std > 1e-13 * np.abs(center), std, 1.0)
+
+
+def _column_std(X: np.ndarray) -> np.ndarray:
+    """Per-column std; columns of tiny magnitude are rescaled first (their squares underflow)."""
+    std = X.std(axis=0)
+    peak = np.abs(X).max(axis=0)
+    small = (peak > 0) & (peak < 1e-100)
+    if small.any():
+        std[small] = (X[:, small] / peak[small]).std(axis=0) * peak[small]
+    return std
+
+
+@contextlib.contextmanager
+def _stage(where: str) -> Iterator[None]:
+    """Re-raise a :class:`TrainingDivergedError` naming the episode / stage of the loop."""
+    try:
+        yield
+    except TrainingDivergedError as exc:
+        raise TrainingDivergedError(f"Swift Hydra {where}: {exc}") from None
 
 
 class SwiftHydra(OutlierMixin, BaseEstimator):
@@ -220,7 +258,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------ helpers
     def _scale(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.center_) / self.scale_).astype(np.float32)
+        with np.errstate(over="ignore"):
+            Z = (X - self.center_) / self.scale_
+        return np.clip(Z, -_MAX_STANDARDISED, _MAX_STANDARDISED).astype(np.float32)
 
     def _unscale(self, Z: np.ndarray) -> np.ndarray:
         return Z.astype(np.float64) * self.scale_ + self.center_
@@ -279,6 +319,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         from swifthydra.pseudo import pseudo_labels
 
         X = check_X(X, name="X", min_rows=8)
+        check_not_constant(X)
         y = np.zeros(X.shape[0], dtype=np.int64) if y is None else check_y(y, X.shape[0])
         if y.sum() == X.shape[0]:
             raise InvalidInputError(
@@ -287,7 +328,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         self.n_features_in_ = X.shape[1]
         self.center_ = X.mean(axis=0)
-        self.scale_ = _std_floor(X.std(axis=0))
+        self.scale_ = _std_floor(_column_std(X), self.center_)
         Xs = self._scale(X)
         if not np.isfinite(Xs).all():
             raise InvalidInputError("X is too large to standardise in float32: rescale the data.")
@@ -310,12 +351,14 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         progress = _Progress(self.verbose == 1, total=1 + (0 if self.generator == "none" else self.episodes))
         t0 = time.perf_counter()
         self.history_ = []
-        self.detector_ = self._make_detector(seed).fit(X_tr, y_tr)
+        with _stage("episode 0 (training the large detector)"):
+            self.detector_ = self._make_detector(seed).fit(X_tr, y_tr)
         self.cvae_ = None
         if self.generator != "none":
-            self.cvae_ = CVAE(
-                latent_dim=self.latent_dim, epochs=self.cvae_epochs, random_state=seed, device=self.device
-            ).fit(X_tr, y_tr)
+            with _stage("episode 0 (training the C-VAE)"):
+                self.cvae_ = CVAE(
+                    latent_dim=self.latent_dim, epochs=self.cvae_epochs, random_state=seed, device=self.device
+                ).fit(X_tr, y_tr)
         val_auc = self._auc(y_val, self.detector_.decision_function(X_val)) if len(val_idx) else float("nan")
         self.history_.append(
             {
@@ -346,7 +389,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         if self.inference == "mome":
             teacher = self.detector_.decision_function(X_comb) if self.distill else None
             t1 = time.perf_counter()
-            self.mome_ = self._make_mome(seed).fit(X_comb, y_comb, sample_weight=w_comb, teacher_scores=teacher)
+            with _stage("inference model (training the mixture of experts after the last episode)"):
+                self.mome_ = self._make_mome(seed).fit(X_comb, y_comb, sample_weight=w_comb, teacher_scores=teacher)
             self.mome_seconds_ = time.perf_counter() - t1
         self.fit_seconds_ = time.perf_counter() - t0
         self.decision_scores_ = self._score_scaled(Xs)
@@ -408,7 +452,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
                     self.policy_ = GaussianPolicy(env.observation_dim, env.action_dim, seed=seed)
                     optimizer = torch.optim.Adam(self.policy_.parameters(), lr=PPOConfig.learning_rate, eps=1e-5)
                 config = PPOConfig(n_steps=2 * int(self.horizon), seed=seed + e)
-                logs = train_agent(env, self.policy_, config, iterations=int(self.ppo_iterations), optimizer=optimizer)
+                with _stage(f"episode {e} (training the PPO agent)"):
+                    logs = train_agent(env, self.policy_, config, iterations=int(self.ppo_iterations), optimizer=optimizer)
                 ppo_stats = {f"ppo_{k}": float(v) for k, v in logs[-1].items() if isinstance(v, (int, float))}
                 cand = rollout(env, self.policy_, n_rollouts=2, seed=seed + e)["x"]
             else:  # plain C-VAE samples, same selection
@@ -423,8 +468,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             generated = np.vstack([generated, kept])
             X_comb, y_comb, w_comb = self._combined(X_tr, y_tr, generated)
             if self.finetune_epochs > 0:
-                self.detector_.partial_fit(X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs))
-                self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs))
+                with _stage(f"episode {e} (fine-tuning the large detector)"):
+                    self.detector_.partial_fit(X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs))
+                with _stage(f"episode {e} (fine-tuning the C-VAE)"):
+                    self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs))
             val_auc = self._auc(y_val, self.detector_.decision_function(X_val)) if len(y_val) else float("nan")
             sel = keep.detach().cpu()
             row = {
@@ -551,8 +598,13 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return self._unscale(cand[:n].detach().cpu().numpy())
 
     # ------------------------------------------------------------------------- persistence
-    def save(self, path, overwrite: bool = False):
-        """Save to a model directory (safetensors + JSON; see :mod:`swifthydra.io`)."""
+    def save(self, path, overwrite: bool = False, extra_files: dict | None = None):
+        """Save to a model directory (safetensors + JSON; see :mod:`swifthydra.io`).
+
+        ``extra_files`` (file name -> JSON-serialisable content) are stored beside the model with
+        their checksums, e.g. the table preprocessing that ``swifthydra fit`` saves; read them
+        back with :func:`swifthydra.io.read_model_json`.
+        """
         from swifthydra.io import save_model_dir
 
         self._check_fitted()
@@ -578,7 +630,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         if self.policy_ is not None:
             tensors.update({f"policy.{k}": v for k, v in self.policy_.state_dict().items()})
             config["policy"] = {"obs_dim": self.policy_.obs_dim, "act_dim": self.policy_.act_dim}
-        return save_model_dir(path, MODEL_KIND, config, tensors, overwrite=overwrite)
+        return save_model_dir(path, MODEL_KIND, config, tensors, overwrite=overwrite, extra_files=extra_files)
 
     @classmethod
     def load(cls, path, device: str | None = None) -> SwiftHydra:
@@ -590,7 +642,12 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         from swifthydra.rl import GaussianPolicy
 
         meta, tensors = load_model_dir(path, MODEL_KIND)
-        cfg = meta["config"]
+        cfg = meta.get("config")
+        if not isinstance(cfg, dict):
+            raise ModelFileError(f"{path} has no model configuration in its config.json; the model is damaged.")
+        broken = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if broken:  # a fitted model never holds NaN or inf
+            raise ModelFileError(f"{path} holds NaN or infinite values in {sorted(broken)[:3]}; the model is damaged.")
 
         def part(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
@@ -600,6 +657,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             if device is not None:
                 params["device"] = device
             est = cls(**params)
+            est._validate_params()
             est.n_features_in_ = int(cfg["n_features_in"])
             est.threshold_ = float(cfg["threshold"])
             est.used_pseudo_labels_ = bool(cfg["used_pseudo_labels"])
@@ -616,12 +674,18 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             est.cvae_ = CVAE.from_state(cfg["cvae"], part("cvae"), device=device) if "cvae" in cfg else None
             est.policy_ = None
             if "policy" in cfg:
-                est.policy_ = GaussianPolicy(int(cfg["policy"]["obs_dim"]), int(cfg["policy"]["act_dim"]))
+                # one thread: the orthogonal initialisation (replaced right away) runs QR
+                # factorisations that take ~0.4 s with a multi-threaded pool on a busy machine
+                with torch_threads(1):
+                    est.policy_ = GaussianPolicy(int(cfg["policy"]["obs_dim"]), int(cfg["policy"]["act_dim"]))
                 est.policy_.load_state_dict(part("policy"))
-        except (KeyError, TypeError, ValueError, RuntimeError, SwiftHydraError) as exc:
-            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model ({type(exc).__name__}: {exc}).") from None
-        if est.center_.shape != (est.n_features_in_,):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RuntimeError, SwiftHydraError) as exc:
+            detail = " ".join(str(exc).split())  # torch's state_dict errors span several lines
+            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model ({type(exc).__name__}: {detail}).") from None
+        if est.center_.shape != (est.n_features_in_,) or est.scale_.shape != (est.n_features_in_,):
             raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model (feature count).")
+        if not (np.isfinite(est.center_).all() and np.isfinite(est.scale_).all() and (est.scale_ > 0).all()):
+            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model (non-finite or non-positive scaling).")
         return est
 
     def __sklearn_tags__(self):

@@ -6,7 +6,10 @@ A model directory holds
   safetensors format, which stores raw arrays only — loading it never executes code;
 * ``config.json``: what the model is (``kind``), the ``format_version`` of this layout, the
   package version that wrote it, the creation time, the SHA-256 of ``model.safetensors``, and the
-  model's own JSON-serialisable configuration and state.
+  model's own JSON-serialisable configuration and state;
+* optionally, more JSON files saved with the model (e.g. ``preprocessing.json``: the table
+  preprocessing of a model fitted with ``swifthydra fit``), each listed with its SHA-256 under
+  ``files_sha256`` in ``config.json`` and verified on load (:func:`read_model_json`).
 
 Saving is atomic: everything is written into a temporary directory beside the target, which is then
 renamed into place. Overwriting first moves the old directory aside and only deletes it once the
@@ -69,6 +72,7 @@ def save_model_dir(
     tensors: dict[str, Any],
     *,
     overwrite: bool = False,
+    extra_files: dict[str, Any] | None = None,
 ) -> Path:
     """Write a model directory atomically.
 
@@ -84,6 +88,9 @@ def save_model_dir(
         Tensors to store (made contiguous and moved to the CPU).
     overwrite : bool
         Replace an existing model directory. Without it an existing path is an error.
+    extra_files : dict of str -> JSON-serialisable, optional
+        More JSON files to write into the directory (plain file names ending in ``.json``), each
+        covered by a SHA-256 in ``config.json``.
 
     Returns
     -------
@@ -95,6 +102,13 @@ def save_model_dir(
     from swifthydra import __version__
 
     path = Path(path).expanduser()
+    extra_files = dict(extra_files or {})
+    for name in extra_files:
+        if (
+            not isinstance(name, str) or not name.endswith(".json") or Path(name).name != name
+            or name in (CONFIG_FILE, WEIGHTS_FILE) or name.startswith(".")
+        ):
+            raise ValueError(f"extra file name {name!r} must be a plain file name ending in .json")
     if path.exists() and not overwrite:
         raise ModelFileError(f"{path} already exists: choose another path or pass overwrite=True (--force).")
     if path.exists() and not (path / CONFIG_FILE).is_file():
@@ -111,6 +125,10 @@ def save_model_dir(
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"tensor {name!r} is a {type(t).__name__}")
         save_file(clean, str(tmp / WEIGHTS_FILE))
+        files_sha256 = {}
+        for name, content in sorted(extra_files.items()):
+            _write_json(tmp / name, content)
+            files_sha256[name] = _sha256(tmp / name)
         meta = {
             "kind": kind,
             "format_version": FORMAT_VERSION,
@@ -119,10 +137,9 @@ def save_model_dir(
             "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
             "config": config,
         }
-        with open(tmp / CONFIG_FILE, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2, sort_keys=True, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
+        if files_sha256:
+            meta["files_sha256"] = files_sha256
+        _write_json(tmp / CONFIG_FILE, meta)
         if path.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
             aside.rmdir()
@@ -135,6 +152,13 @@ def save_model_dir(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _write_json(path: Path, content: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=2, sort_keys=True, allow_nan=False)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read_model_config(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
@@ -188,4 +212,38 @@ def load_model_dir(path: str | os.PathLike, kind: str | None = None) -> tuple[di
         tensors = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{weights} cannot be read ({exc}).") from None
+    for name in _listed_files(path, meta):
+        _read_listed_json(Path(path).expanduser(), meta, name)
     return meta, tensors
+
+
+def _listed_files(path, meta: dict[str, Any]) -> dict[str, str]:
+    files = meta.get("files_sha256", {})
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and Path(k).name == k for k, v in files.items()
+    ):
+        raise ModelFileError(f"{Path(path) / CONFIG_FILE} has an invalid files_sha256 entry; the model is damaged.")
+    return files
+
+
+def _read_listed_json(path: Path, meta: dict[str, Any], name: str) -> Any:
+    file = path / name
+    if not file.is_file():
+        raise ModelFileError(f"{file} is missing; the model directory is incomplete.")
+    if _sha256(file) != meta["files_sha256"][name]:
+        raise ModelFileError(
+            f"{file} does not match the checksum in {CONFIG_FILE}: the file is damaged or was modified."
+        )
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{file} is not valid JSON ({exc}); the model is damaged.") from None
+
+
+def read_model_json(path: str | os.PathLike, name: str, kind: str | None = None) -> Any | None:
+    """One extra JSON file of a model directory (see ``extra_files`` of :func:`save_model_dir`),
+    checked against its SHA-256 in ``config.json``; ``None`` when the model was saved without it."""
+    meta = read_model_config(path, kind)
+    if name not in _listed_files(path, meta):
+        return None
+    return _read_listed_json(Path(path).expanduser(), meta, name)

@@ -185,6 +185,11 @@ def bench(
                    f"{summary.total - summary.already_done} to run.")
     else:
         typer.echo(summary.line())
+    if summary.failed_datasets:  # bad data: one line each, non-zero exit (the run went on)
+        for name, error in summary.failed_datasets.items():
+            typer.echo(f"error: dataset {name}: {error} (its cells are stored as errors; fix the "
+                       "data, then run again with --retry-errors)", err=True)
+        raise typer.Exit(code=1)
 
 
 @bench_app.command("export")

@@ -28,7 +28,7 @@ from typing import Any
 from swifthydra.bench.models import get_model, resolve_models
 from swifthydra.bench.pool import InProcessBackend, ProcessPoolBackend, Task
 from swifthydra.bench.store import KEY_COLUMNS, ResultStore, canonical_config, cell_key, now_iso
-from swifthydra.exceptions import InvalidInputError
+from swifthydra.exceptions import InvalidInputError, UnknownDatasetError
 
 SCENARIOS = ("standard", "unseen-type")
 BACKENDS = ("local", "ray")
@@ -71,6 +71,8 @@ class BenchSummary:
     statuses: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     run_id: str = ""
+    #: datasets that could not be loaded or split in this run -> the error stored for their cells
+    failed_datasets: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         counts = ", ".join(f"{v} {k}" for k, v in sorted(self.statuses.items())) or "nothing run"
@@ -190,7 +192,14 @@ def resolve_datasets(
             path = Path(token).expanduser()
             out.setdefault(path.stem, DatasetSource(path.stem, "npz", str(path.resolve())))
         else:
-            name = ds.get_dataset_info(token).name
+            try:
+                name = ds.get_dataset_info(token).name
+            except UnknownDatasetError:
+                if low.endswith(".npz"):
+                    raise InvalidInputError(
+                        f"dataset file {token} does not exist (and it is not an ADBench name)."
+                    ) from None
+                raise
             out.setdefault(name, DatasetSource(name, "adbench"))
     return list(out.values())
 
@@ -314,6 +323,30 @@ def iter_tasks(
         del X, y
 
 
+_DATA_ERRORS = ("cannot load dataset", "cannot split dataset")
+
+
+def _check_resources(jobs: Any, threads: Any, timeout: Any) -> None:
+    """Refuse negative worker/thread counts and non-positive or non-finite timeouts."""
+    import math
+    import numbers
+
+    def is_int(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if not is_int(jobs) or jobs < 0:
+        raise InvalidInputError(f"jobs must be an integer >= 0 (0 = in this process), got {jobs!r}.")
+    if threads is not None and (not is_int(threads) or threads < 0):
+        raise InvalidInputError(f"threads must be an integer >= 1 (0 or unset = cores / jobs), got {threads!r}.")
+    if timeout is not None:
+        try:
+            ok = math.isfinite(float(timeout)) and float(timeout) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+
+
 def make_backend(backend: str, *, jobs: int, timeout: float | None, address: str | None,
                  threads: int):
     if backend == "local":
@@ -405,6 +438,7 @@ def run_benchmark(
     from swifthydra.bench.cell import versions_for
 
     t_start = time.perf_counter()
+    _check_resources(jobs, threads, timeout)
     data_dir = str(data_dir) if data_dir is not None else None
     ratios = [parse_ratio(r) for r in _split_tokens(labeled_ratios)] or list(DEFAULT_RATIOS)
     seed_list = [parse_seed(s) for s in _split_tokens(seeds)] or list(DEFAULT_SEEDS)
@@ -460,6 +494,8 @@ def run_benchmark(
             store.add(row, replace=cell_key(row) in retry)
             summary.ran += 1
             summary.statuses[row["status"]] = summary.statuses.get(row["status"], 0) + 1
+            if row["status"] == "error" and str(row.get("error", "")).startswith(_DATA_ERRORS):
+                summary.failed_datasets.setdefault(row["dataset"], row["error"])
             if progress is not None:
                 progress(row, summary.ran, len(todo))
         store.finish_run(run_id)

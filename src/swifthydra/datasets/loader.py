@@ -95,7 +95,12 @@ def _read_npz(path: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
     """Read ``X`` and ``y`` from an ADBench ``.npz`` file, refusing anything else."""
     try:
         # allow_pickle=False: a file is data, never code.
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise CorruptFileError(
+                f"{path} is a single .npy array, not an .npz archive with arrays X and y."
+            )
+        with data:
             if "X" not in data.files or "y" not in data.files:
                 raise CorruptFileError(
                     f"{path} is not an ADBench dataset file (arrays {data.files}, expected X and y)."
@@ -104,21 +109,48 @@ def _read_npz(path: Path, info: DatasetInfo) -> tuple[np.ndarray, np.ndarray]:
             y = np.asarray(data["y"])
     except CorruptFileError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise CorruptFileError(
+                f"{path} cannot be read as an ADBench .npz file (ValueError: {exc}); "
+                "delete it and load again to re-download."
+            ) from None
+        # not a zip of plain arrays (e.g. object arrays, or no archive at all): numpy would have to
+        # unpickle it, which is never done here
+        raise CorruptFileError(
+            f"{path} cannot be read as an ADBench .npz file: it is not an archive of numeric arrays "
+            "(reading it would need pickle, which swifthydra never uses); delete it and load again "
+            "to re-download."
+        ) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise CorruptFileError(
             f"{path} cannot be read as an ADBench .npz file ({type(exc).__name__}: {exc}); "
             "delete it and load again to re-download."
         ) from None
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise CorruptFileError(f"{path} has X of shape {X.shape} and y of shape {y.shape}; expected (n, d) and (n,).")
-    if X.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise CorruptFileError(f"{path} holds no data (X has shape {X.shape}).")
+    if X.dtype.kind not in "biuf" or y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
         raise CorruptFileError(f"{path} does not hold numeric X and 0/1 labels y.")
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        bad = int((~np.isfinite(X)).sum())
+        raise CorruptFileError(
+            f"{path} holds {bad} NaN or infinite values in X; ADBench files are complete: "
+            "delete it and load again to re-download, or clean your own file."
+        )
     if (info.rows is not None and X.shape[0] != info.rows) or (
         info.features is not None and X.shape[1] != info.features
     ):
         raise CorruptFileError(
             f"{path} has shape {X.shape} but {info.name} has {info.rows} rows and "
             f"{info.features} features; delete it and load again to re-download."
+        )
+    if info.sha256 is None and info.anomalies is not None and int(y.sum()) != info.anomalies:
+        # no checksum to pin the file: the published anomaly count is the next best check
+        raise CorruptFileError(
+            f"{path} has {int(y.sum())} anomalies but {info.name} has {info.anomalies}; "
+            "delete it and load again to re-download."
         )
     return X.astype(np.float64, copy=False), y.astype(np.int64, copy=False)
 

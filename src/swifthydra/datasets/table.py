@@ -1,11 +1,15 @@
 """Read CSV and Parquet tables into numeric matrices, with a preprocessing that can be reapplied.
 
 ``read_table`` turns a user's file into ``X`` (float64), optional weak labels ``y`` and optional
-ids. Non-numeric columns are one-hot encoded (``categorical="onehot"``) or rejected with a message
-naming them (``categorical="reject"``); missing values are imputed with the training median /
-a ``__missing__`` category (``missing="impute"``) or rejected (``missing="reject"``). The fitted
-:class:`TablePreprocessor` is returned with the data; it is plain JSON-serialisable state, so the
-same transform applies at scoring time (``preprocessor.transform(df)``).
+ids. Non-numeric columns are one-hot encoded (``categorical="onehot"``), rejected with a message
+naming them (``categorical="reject"``) or left out (``categorical="drop"``); missing values are
+imputed with the training median / a ``__missing__`` category (``missing="impute"``) or rejected
+(``missing="reject"``). The fitted :class:`TablePreprocessor` is returned with the data; it is plain
+JSON-serialisable state, so the same transform applies at scoring time (``preprocessor.transform(df)``).
+
+Files larger than memory are read in chunks: :func:`table_columns` reads only the header (CSV) or
+schema (Parquet), and :func:`iter_table` yields DataFrames of at most ``chunk_rows`` rows (Parquet
+through ``pyarrow.parquet.ParquetFile.iter_batches``, CSV through ``pandas.read_csv(chunksize=...)``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from swifthydra.exceptions import InvalidInputError
 MISSING_CATEGORY = "__missing__"
 OTHER_CATEGORY = "__other__"
 _MAX_CATEGORIES = 100
+_CSV_SUFFIXES = (".csv", ".txt", ".tsv", "")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def _pandas():
@@ -30,12 +36,103 @@ def _pandas():
     return pd
 
 
-def read_frame(path: str | os.PathLike, columns: list[str] | None = None):
-    """Read a CSV or Parquet file into a pandas DataFrame with clear errors."""
-    pd = _pandas()
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _table_kind(path: Path) -> str:
+    """``"parquet"`` or ``"csv"`` from the file name, or an error naming the supported types."""
+    suffix = path.suffix.lower()
+    if suffix in _PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in _CSV_SUFFIXES:
+        return "csv"
+    raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet.")
+
+
+def _csv_sep(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"{path} does not exist or is not a file.")
+    return path
+
+
+def table_columns(path: str | os.PathLike) -> list[str]:
+    """Column names of a CSV or Parquet file, reading only its header or schema."""
+    path = _existing_file(path)
+    kind = _table_kind(path)
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(path)
+            meta = schema.pandas_metadata or {}
+            # a pandas index written as a column (``__index_level_0__``) is not a column of the table
+            index = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
+            return [str(c) for c in schema.names if c not in index]
+        pd = _pandas()
+        return [str(c) for c in pd.read_csv(path, sep=_csv_sep(path), nrows=0).columns]
+    except Exception as exc:  # not really parquet, empty file, undecodable bytes, ...
+        raise InvalidInputError(f"cannot read {path} as {kind.upper() if kind == 'csv' else kind}: {_first_line(exc)}") from None
+
+
+def iter_table(
+    path: str | os.PathLike,
+    columns: list[str] | None = None,
+    *,
+    chunk_rows: int = 100_000,
+    string_columns: list[str] | None = None,
+):
+    """Yield a CSV or Parquet file as DataFrames of at most ``chunk_rows`` rows, in file order.
+
+    Only ``columns`` are read (all when ``None``); memory stays flat in the file size.
+    ``string_columns`` are read as strings from CSV (so a chunk whose values happen to look
+    numeric is not typed differently from the rest of the file). Errors anywhere in the file
+    (ragged rows, undecodable bytes, not really Parquet) become :class:`InvalidInputError` naming
+    the rows where reading stopped.
+    """
+    pd = _pandas()
+    path = _existing_file(path)
+    kind = _table_kind(path)
+    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
+        raise InvalidInputError(f"chunk_rows must be a positive integer, got {chunk_rows!r}.")
+    what = "CSV" if kind == "csv" else "parquet"
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            # No pre-buffering (it reads every row group up front) and a buffered stream, so only
+            # about one batch of a row group is in memory at a time, however large the group.
+            parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+            batches = (b.to_pandas() for b in parquet.iter_batches(batch_size=chunk_rows, columns=columns))
+        else:
+            dtype = {c: "string" for c in (string_columns or [])}
+            batches = pd.read_csv(path, sep=_csv_sep(path), usecols=columns, chunksize=chunk_rows, dtype=dtype or None)
+    except Exception as exc:
+        raise InvalidInputError(f"cannot read {path} as {what}: {_first_line(exc)}") from None
+    start = 0
+    while True:
+        try:
+            chunk = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise InvalidInputError(
+                f"cannot read {path} as {what} (from data row {start + 1} on): {_first_line(exc)}"
+            ) from None
+        yield chunk
+        start += len(chunk)
+
+
+def read_frame(path: str | os.PathLike, columns: list[str] | None = None):
+    """Read a CSV or Parquet file into a pandas DataFrame with clear errors."""
+    pd = _pandas()
+    path = _existing_file(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -43,11 +140,10 @@ def read_frame(path: str | os.PathLike, columns: list[str] | None = None):
         if suffix in (".csv", ".txt", ".tsv") or suffix == "":
             sep = "\t" if suffix == ".tsv" else ","
             return pd.read_csv(path, sep=sep, usecols=columns)
-    except ValueError as exc:  # missing columns in usecols and the like
-        raise InvalidInputError(f"cannot read {path}: {exc}") from None
-    except Exception as exc:  # pandas/pyarrow parser errors: ragged rows, not really parquet, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidInputError(f"cannot read {path} as {suffix.lstrip('.') or 'CSV'}: {first}") from None
+    except ValueError as exc:  # missing columns in usecols, not really parquet, undecodable bytes
+        raise InvalidInputError(f"cannot read {path}: {_first_line(exc)}") from None
+    except Exception as exc:  # pandas/pyarrow parser errors: ragged rows, ...
+        raise InvalidInputError(f"cannot read {path} as {suffix.lstrip('.') or 'CSV'}: {_first_line(exc)}") from None
     raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet.")
 
 
@@ -57,8 +153,9 @@ class TablePreprocessor:
 
     Parameters
     ----------
-    categorical : {"onehot", "reject"}
-        What to do with non-numeric columns.
+    categorical : {"onehot", "reject", "drop"}
+        What to do with non-numeric columns: one-hot encode them, refuse them, or leave them out
+        (``dropped_columns_``; they may then be present or absent at scoring time).
     missing : {"impute", "reject"}
         What to do with missing values.
     exclude : list of str
@@ -72,10 +169,14 @@ class TablePreprocessor:
     medians_: dict[str, float] = field(default_factory=dict)
     categories_: dict[str, list[str]] = field(default_factory=dict)
     input_columns_: list[str] = field(default_factory=list)
+    dropped_columns_: list[str] = field(default_factory=list)
+    modes_: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.categorical not in ("onehot", "reject"):
-            raise InvalidInputError(f"categorical must be 'onehot' or 'reject', got {self.categorical!r}.")
+        if self.categorical not in ("onehot", "reject", "drop"):
+            raise InvalidInputError(
+                f"categorical must be 'onehot', 'reject' or 'drop', got {self.categorical!r}."
+            )
         if self.missing not in ("impute", "reject"):
             raise InvalidInputError(f"missing must be 'impute' or 'reject', got {self.missing!r}.")
 
@@ -85,7 +186,6 @@ class TablePreprocessor:
         features = [c for c in df.columns if c not in self.exclude]
         if not features:
             raise InvalidInputError("the table has no feature columns besides the label/id columns.")
-        self.input_columns_ = [str(c) for c in features]
         numeric = [c for c in features if pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])]
         other = [c for c in features if c not in numeric]
         if other and self.categorical == "reject":
@@ -93,6 +193,16 @@ class TablePreprocessor:
                 f"non-numeric columns {[str(c) for c in other]}: drop them or let them be one-hot "
                 "encoded (categorical='onehot')."
             )
+        self.dropped_columns_ = []
+        if self.categorical == "drop":
+            self.dropped_columns_ = [str(c) for c in other]
+            features, other = numeric, []
+            if not features:
+                raise InvalidInputError(
+                    f"every feature column is non-numeric ({self.dropped_columns_}): nothing is left "
+                    "after dropping them; let them be one-hot encoded instead."
+                )
+        self.input_columns_ = [str(c) for c in features]
         self._check_missing(df, features)
         self.numeric_columns_ = [str(c) for c in numeric]
         self.medians_ = {}
@@ -101,11 +211,14 @@ class TablePreprocessor:
             med = col.median()
             self.medians_[str(c)] = float(med) if np.isfinite(med) else 0.0
         self.categories_ = {}
+        self.modes_ = {}
         for c in other:
             values = df[c].astype("string").fillna(MISSING_CATEGORY)
             counts = values.value_counts()
             cats = sorted(str(v) for v in counts.index[:_MAX_CATEGORIES])
             self.categories_[str(c)] = cats
+            top = counts[counts == counts.max()].index if len(counts) else []
+            self.modes_[str(c)] = min(str(v) for v in top) if len(top) else OTHER_CATEGORY
         return self
 
     def _check_missing(self, df, columns) -> None:
@@ -126,46 +239,91 @@ class TablePreprocessor:
             names.append(f"{c}={OTHER_CATEGORY}")
         return names
 
-    def transform(self, df) -> np.ndarray:
-        """Apply the fitted preprocessing; columns are matched by name."""
-        pd = _pandas()
+    @property
+    def feature_groups_(self) -> list[tuple[str, list[int]]]:
+        """Each input column with the indices of the features it becomes (one, or its one-hot block)."""
+        groups = [(c, [i]) for i, c in enumerate(self.numeric_columns_)]
+        start = len(self.numeric_columns_)
+        for c, cats in self.categories_.items():
+            groups.append((c, list(range(start, start + len(cats) + 1))))
+            start += len(cats) + 1
+        return groups
+
+    def baseline_(self) -> np.ndarray:
+        """A typical training row in feature space: each numeric column at its training median,
+        each categorical column at its most frequent training category (used by explanations)."""
         if not self.input_columns_:
             raise InvalidInputError("the preprocessor is not fitted: call fit first.")
-        present = {str(c) for c in df.columns}
-        missing_cols = [c for c in self.input_columns_ if c not in present]
-        extra = sorted(present - set(self.input_columns_) - set(self.exclude))
-        if missing_cols or extra:
+        parts = [np.array([self.medians_[c] for c in self.numeric_columns_], dtype=np.float64)]
+        for c, cats in self.categories_.items():
+            onehot = np.zeros(len(cats) + 1)
+            mode = self.modes_.get(c, OTHER_CATEGORY)
+            onehot[cats.index(mode) if mode in cats else len(cats)] = 1.0
+            parts.append(onehot)
+        return np.concatenate(parts)
+
+    def check_columns(self, columns, allowed_extra=()) -> None:
+        """Raise one :class:`InvalidInputError` naming every missing and every unexpected column.
+
+        ``columns`` are the names present in a table. The label/id columns seen in training
+        (``exclude``), dropped non-numeric columns and ``allowed_extra`` may be present without
+        being features.
+        """
+        if not self.input_columns_:
+            raise InvalidInputError("the preprocessor is not fitted: call fit first.")
+        present = [str(c) for c in columns]
+        present_set = set(present)
+        missing_cols = [c for c in self.input_columns_ if c not in present_set]
+        allowed = set(self.input_columns_) | set(self.exclude) | set(self.dropped_columns_)
+        allowed |= {str(c) for c in allowed_extra}
+        extra = sorted(present_set - allowed)
+        duplicated = sorted({c for c in present if present.count(c) > 1})
+        if missing_cols or extra or duplicated:
             parts = []
             if missing_cols:
                 parts.append(f"missing columns {missing_cols}")
             if extra:
                 parts.append(f"unexpected columns {extra}")
+            if duplicated:
+                parts.append(f"duplicated columns {duplicated}")
             raise InvalidInputError(
                 f"the table does not match the training columns: {'; '.join(parts)}."
             )
+
+    def transform(self, df) -> np.ndarray:
+        """Apply the fitted preprocessing; columns are matched by name."""
+        pd = _pandas()
+        self.check_columns(df.columns)
         df = df.rename(columns=str)
         self._check_missing(df, self.input_columns_)
-        blocks = []
-        if self.numeric_columns_:
-            num = df[self.numeric_columns_].apply(pd.to_numeric, errors="coerce").astype(float)
-            if num.isna().any().any():
-                for c in self.numeric_columns_:
-                    bad = num[c].isna() & df[c].notna()
-                    if bad.any():
-                        raise InvalidInputError(
-                            f"column {c!r} holds non-numeric values (e.g. {df[c][bad].iloc[0]!r}) "
-                            "but was numeric in training."
-                        )
-                num = num.fillna(self.medians_)
-            blocks.append(num.to_numpy(dtype=np.float64))
+        n = len(df)
+        width = len(self.numeric_columns_) + sum(len(cats) + 1 for cats in self.categories_.values())
+        X = np.empty((n, width), dtype=np.float64)
+        for i, c in enumerate(self.numeric_columns_):
+            col = df[c]
+            if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+                values = col.to_numpy(dtype=np.float64, na_value=np.nan)  # no parsing needed
+            else:
+                parsed = pd.to_numeric(col, errors="coerce")
+                bad = parsed.isna() & col.notna()
+                if bad.any():
+                    raise InvalidInputError(
+                        f"column {c!r} holds non-numeric values (e.g. {col[bad].iloc[0]!r}) "
+                        "but was numeric in training."
+                    )
+                values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+            nan = np.isnan(values)
+            X[:, i] = np.where(nan, self.medians_[c], values) if nan.any() else values
+        start = len(self.numeric_columns_)
+        rows = np.arange(n)
         for c, cats in self.categories_.items():
             values = df[c].astype("string").fillna(MISSING_CATEGORY).to_numpy(dtype=object)
-            onehot = np.zeros((len(df), len(cats) + 1), dtype=np.float64)
-            lookup = {v: i for i, v in enumerate(cats)}
-            idx = np.array([lookup.get(str(v), len(cats)) for v in values], dtype=np.int64)
-            onehot[np.arange(len(df)), idx] = 1.0
-            blocks.append(onehot)
-        X = np.hstack(blocks) if blocks else np.zeros((len(df), 0))
+            idx = pd.Index(cats, dtype=object).get_indexer(values)
+            idx[idx < 0] = len(cats)  # unseen -> __other__
+            block = X[:, start : start + len(cats) + 1]
+            block[:] = 0.0
+            block[rows, idx] = 1.0
+            start += len(cats) + 1
         if not np.isfinite(X).all():
             row, col = np.argwhere(~np.isfinite(X))[0]
             raise InvalidInputError(
@@ -186,6 +344,8 @@ class TablePreprocessor:
             "medians": self.medians_,
             "categories": self.categories_,
             "input_columns": self.input_columns_,
+            "dropped_columns": self.dropped_columns_,
+            "modes": self.modes_,
         }
 
     @classmethod
@@ -199,6 +359,8 @@ class TablePreprocessor:
                 medians_={str(k): float(v) for k, v in state["medians"].items()},
                 categories_={str(k): [str(x) for x in v] for k, v in state["categories"].items()},
                 input_columns_=list(state["input_columns"]),
+                dropped_columns_=[str(c) for c in state.get("dropped_columns", [])],
+                modes_={str(k): str(v) for k, v in state.get("modes", {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidInputError(f"invalid preprocessing state ({type(exc).__name__}: {exc}).") from None
@@ -243,8 +405,8 @@ def read_table(
         Column of weak labels: 1 = known anomaly, anything else or empty = unlabeled.
     id_column : str, optional
         Column of row ids, kept aside and not used as a feature.
-    categorical : {"onehot", "reject"}
-        Non-numeric columns are one-hot encoded, or rejected with a message naming them.
+    categorical : {"onehot", "reject", "drop"}
+        Non-numeric columns are one-hot encoded, rejected with a message naming them, or dropped.
     missing : {"impute", "reject"}
         Missing values are imputed (training median; ``__missing__`` category), or rejected.
     preprocessor : TablePreprocessor, optional

@@ -34,7 +34,7 @@ from torch import nn
 
 from swifthydra._torch import resolve_device
 from swifthydra._validation import check_X, check_y
-from swifthydra.exceptions import InvalidInputError, NotFittedError
+from swifthydra.exceptions import InvalidInputError, NotFittedError, TrainingDivergedError
 
 __all__ = ["CVAE", "CVAENet"]
 
@@ -286,12 +286,17 @@ class CVAE(BaseEstimator):
                 recon, mu, logvar = net(xb, cb, generator=self._torch_gen)
                 rec, kl = net.loss_terms(xb, recon, mu, logvar)
                 loss = (rec + self.beta * kl).mean()
+                value = loss.item()
+                if not np.isfinite(value):
+                    self._diverged(f"the loss became {value}")
                 self._optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), self.max_grad_norm)
+                norm = nn.utils.clip_grad_norm_(net.parameters(), self.max_grad_norm)
+                if not torch.isfinite(norm):
+                    self._diverged("the gradients became non-finite")
                 self._optimizer.step()
                 m = idx.shape[0]
-                tot += np.array([loss.item(), rec.mean().item(), kl.mean().item()]) * m
+                tot += np.array([value, rec.mean().item(), kl.mean().item()]) * m
             tot /= max(idx_all.shape[0], 1)
             self.loss_curve_.append(
                 {
@@ -302,6 +307,13 @@ class CVAE(BaseEstimator):
                 }
             )
         net.eval()
+
+    def _diverged(self, what: str) -> None:
+        """Raise :class:`TrainingDivergedError` naming the epoch (1-based, counting every epoch)."""
+        raise TrainingDivergedError(
+            f"CVAE training diverged: {what} in epoch {len(self.loss_curve_) + 1}; lower lr "
+            f"(now {self.lr:g}) or check the data for extreme values."
+        )
 
     def fit(self, X: Any, y: Any) -> CVAE:
         """Train from scratch on rows ``X`` (n, d) with labels ``y`` (n,) in {0, 1}."""

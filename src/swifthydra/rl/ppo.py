@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from swifthydra.exceptions import InvalidInputError
+from swifthydra.exceptions import InvalidInputError, TrainingDivergedError
 from swifthydra.rl.policy import GaussianPolicy
 
 __all__ = [
@@ -336,9 +336,19 @@ def train_agent(
                     config,
                 )
                 clipfracs.append(terms["clipfrac"].item())
+                if not math.isfinite(loss.item()):
+                    raise TrainingDivergedError(
+                        f"PPO training diverged: the loss became {loss.item()} in iteration "
+                        f"{iteration}; lower the learning rate (now {lr_now:g})."
+                    )
                 optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+                norm = nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+                if not torch.isfinite(norm):
+                    raise TrainingDivergedError(
+                        f"PPO training diverged: the gradients became non-finite in iteration "
+                        f"{iteration}; lower the learning rate (now {lr_now:g})."
+                    )
                 optimizer.step()
             if config.target_kl is not None and terms["approx_kl"].item() > config.target_kl:
                 break

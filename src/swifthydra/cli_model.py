@@ -1,0 +1,795 @@
+"""``swifthydra fit`` / ``score`` / ``explain`` / ``info`` / ``export-onnx``: from a CSV or Parquet
+file to anomaly scores without writing Python.
+
+A model directory written by ``fit`` is a :meth:`SwiftHydra.save` directory plus
+``preprocessing.json`` (covered by a checksum in ``config.json``): the fitted
+:class:`~swifthydra.datasets.table.TablePreprocessor`, the label and id columns and where the
+model was trained. ``score`` and ``explain`` apply exactly that preprocessing, matching columns
+by name, and read the input in chunks so a file larger than memory streams through.
+
+The main app adds these commands with :func:`register` (``register(app, guarded)``); heavy
+libraries are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from swifthydra.exceptions import InvalidInputError, ModelFileError
+
+PREPROCESSING_FILE = "preprocessing.json"
+PREPROCESSING_FORMAT = 1
+_OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _echo_err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _check_new_model_dir(out: Path, force: bool) -> None:
+    """Fail before training when ``out`` cannot be written (exists without --force, not a model)."""
+    from swifthydra.io import CONFIG_FILE
+
+    if out.exists():
+        if not force:
+            raise InvalidInputError(f"{out} already exists: choose another --out or pass --force to replace it.")
+        if not out.is_dir() or not (out / CONFIG_FILE).is_file():
+            raise InvalidInputError(
+                f"{out} exists and is not a swifthydra model directory: refusing to replace it, even with --force."
+            )
+
+
+def _threads(threads: int) -> int:
+    if threads < 0:
+        raise InvalidInputError(f"--threads must be >= 0 (0 = all cores), got {threads}.")
+    return threads or (os.cpu_count() or 1)
+
+
+def load_table_model(model_dir: Path, *, need_preprocessing: bool = True):
+    """``(estimator, config meta, preprocessing state)`` of a model directory.
+
+    The preprocessing state is ``None`` for a model saved from Python without one (allowed only
+    when ``need_preprocessing`` is false).
+    """
+    from swifthydra.datasets.table import TablePreprocessor
+    from swifthydra.hydra import MODEL_KIND, SwiftHydra
+    from swifthydra.io import read_model_config, read_model_json
+
+    meta = read_model_config(model_dir, MODEL_KIND)
+    state = read_model_json(model_dir, PREPROCESSING_FILE, MODEL_KIND)
+    if state is None and need_preprocessing:
+        raise ModelFileError(
+            f"{model_dir} was saved without table preprocessing (SwiftHydra.save from Python): "
+            "score it from Python with SwiftHydra.load(...).decision_function, or fit it with `swifthydra fit`."
+        )
+    if state is not None:
+        try:
+            state["preprocessor"] = TablePreprocessor.from_dict(state["preprocessor"])
+        except (KeyError, TypeError, InvalidInputError) as exc:
+            raise ModelFileError(f"{model_dir / PREPROCESSING_FILE} is not a valid preprocessing ({exc}).") from None
+    est = SwiftHydra.load(model_dir, device="cpu")
+    if state is not None and len(state["preprocessor"].feature_names_) != est.n_features_in_:
+        raise ModelFileError(
+            f"{model_dir}: the preprocessing makes {len(state['preprocessor'].feature_names_)} features but the "
+            f"model expects {est.n_features_in_}; the model directory is inconsistent."
+        )
+    return est, meta, state
+
+
+def _probability(scores):
+    """``predict_proba(X)[:, 1]`` of SwiftHydra from its scores (sigmoid of the clipped logit)."""
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-np.clip(scores, -60, 60)))
+
+
+def _resolve_id_column(columns: list[str], id_column: str | None, state: dict, path: Path) -> str | None:
+    """The id column to carry into the output: the one given, else the training id column when
+    the file has it."""
+    if id_column is not None:
+        if id_column not in columns:
+            raise InvalidInputError(f"id column {id_column!r} is not in {path}; columns are {columns[:20]}.")
+        return id_column
+    trained = state.get("id_column")
+    return trained if trained is not None and trained in columns else None
+
+
+def _prefetch(items, depth: int = 1):
+    """Iterate ``items`` (a generator) in a background thread, at most ``depth`` items ahead.
+
+    The next chunk is read and preprocessed while this one is scored (measured: about 30% faster
+    end to end on 2 cores). Memory stays bounded: at most ``depth + 2`` chunks exist at once.
+    Exceptions reach the consumer; when the consumer stops early the producer stops and closes
+    the generator (and its file).
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    break
+            else:
+                put((True, done))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((False, exc))
+        finally:
+            items.close()
+
+    thread = threading.Thread(target=run, name="swifthydra-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _prepared_chunks(pre, data: Path, wanted: list[str], chunk_rows: int, strings: list[str]):
+    """Yield ``(start_row, chunk DataFrame, X)``: each chunk of the file and its features."""
+    from swifthydra.datasets.table import iter_table
+
+    start = 0
+    for chunk in iter_table(data, wanted, chunk_rows=chunk_rows, string_columns=strings):
+        if len(chunk) == 0:
+            continue
+        try:
+            X = pre.transform(chunk[pre.input_columns_])
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{data}, data rows {start + 1}-{start + len(chunk)}: {exc}") from None
+        yield start, chunk, X
+        start += len(chunk)
+
+
+def _scored_chunks(est, state: dict, data: Path, chunk_rows: int, id_column: str | None):
+    """Yield ``(start_row, chunk DataFrame, X, scores, id column)`` for the file, chunk by chunk."""
+    from swifthydra.datasets.table import table_columns
+
+    pre = state["preprocessor"]
+    columns = table_columns(data)
+    id_column = _resolve_id_column(columns, id_column, state, data)
+    pre.check_columns(columns, allowed_extra=[id_column] if id_column else [])
+    wanted = list(pre.input_columns_) + ([id_column] if id_column and id_column not in pre.input_columns_ else [])
+    # CSV: categorical and id columns as text, so every chunk types them as in the whole file
+    strings = list(pre.categories_) + ([id_column] if id_column and id_column not in pre.numeric_columns_ else [])
+    for start, chunk, X in _prefetch(_prepared_chunks(pre, data, wanted, chunk_rows, strings)):
+        try:
+            scores = est.decision_function(X)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{data}, data rows {start + 1}-{start + len(chunk)}: {exc}") from None
+        yield start, chunk, X, scores, id_column
+
+
+def _output_kind(out: Path) -> str:
+    kind = _OUTPUT_SUFFIXES.get(out.suffix.lower())
+    if kind is None:
+        raise InvalidInputError(f"--out {out}: unsupported output type {out.suffix!r}; use .parquet, .csv or .tsv.")
+    return kind
+
+
+class _FitProgress(io.TextIOBase):
+    """Turns the per-epoch and per-episode lines the models print (``verbose``) into a progress
+    bar on standard error (a TTY), or into one log line per episode otherwise."""
+
+    def __init__(self, total_episodes: int, stream) -> None:
+        super().__init__()
+        self.total = total_episodes
+        self.stream = stream
+        self.buffer = ""
+        self.epochs = 0
+        self.episodes_done = 0
+        self.stage = "episode 0: detector"
+        self.mome_announced = False
+        self.bar = None
+        if stream.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=Console(file=stream), transient=True,
+            )
+            self.episode_task = self.bar.add_task("episodes", total=total_episodes)
+            self.epoch_task = self.bar.add_task(f"epochs ({self.stage})", total=None)
+            self.bar.start()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        while "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            self._line(line.strip())
+        return len(text)
+
+    def _line(self, line: str) -> None:
+        if line.startswith("epoch="):
+            self.epochs += 1
+            if "train_balance=" in line and not self.mome_announced:  # MoME's training epochs
+                self.mome_announced = True
+                self.stage = "mixture of experts"
+                if self.bar is None:
+                    self._log("training the mixture of experts ...")
+            if self.bar is not None:
+                self.bar.update(self.epoch_task, advance=1, description=f"epochs ({self.stage})")
+        elif line.startswith("[swifthydra] episode="):
+            self.episodes_done += 1
+            fields = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
+            episode = int(fields.get("episode", self.episodes_done - 1))
+            self.stage = f"episode {episode + 1}: generation and fine-tuning"
+            if self.bar is not None:
+                self.bar.update(self.episode_task, completed=self.episodes_done)
+                self.bar.update(self.epoch_task, description=f"epochs ({self.stage})")
+            else:
+                extra = " ".join(f"{k}={fields[k]}" for k in ("kept", "generated_total", "val_auc") if k in fields)
+                self._log(
+                    f"episode {episode}/{self.total - 1} done ({self.epochs} epochs so far) {extra} "
+                    f"[{fields.get('seconds', '?')} s]"
+                )
+        elif line:
+            self._log(line)
+
+    def _log(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(message, markup=False, highlight=False)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.buffer.strip():
+            self._line(self.buffer.strip())
+        self.buffer = ""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+        super().close()
+
+
+# -------------------------------------------------------------------------------------- fit
+def fit(
+    data: Annotated[Path, typer.Argument(help="Training table: .csv, .tsv or .parquet with a header row.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    label_column: Annotated[
+        str | None, typer.Option(help="Column of known anomalies: 1 (or true/yes) = anomaly, anything else or empty = unlabeled.")
+    ] = None,
+    id_column: Annotated[str | None, typer.Option(help="Column of row ids: kept out of the features.")] = None,
+    contamination: Annotated[float, typer.Option(help="Expected share of anomalies: sets the threshold of is_anomaly.")] = 0.1,
+    episodes: Annotated[int | None, typer.Option(help="Generation episodes after episode 0 (default 4; 2 with --quick).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same data, same model.")] = 0,
+    drop_non_numeric: Annotated[bool, typer.Option(help="Drop non-numeric columns instead of one-hot encoding them.")] = False,
+    reject_missing: Annotated[bool, typer.Option(help="Refuse missing values instead of imputing them.")] = False,
+    quick: Annotated[bool, typer.Option(help="A smaller, faster Swift Hydra (as `swifthydra demo --quick`).")] = False,
+    max_rows: Annotated[
+        int | None, typer.Option(help="Train on a random sample of this many rows (every labelled anomaly is kept).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="PyTorch threads while fitting (1 is fastest for these small networks).")] = 1,
+    force: Annotated[bool, typer.Option(help="Replace an existing model directory (only once the new one is complete).")] = False,
+) -> None:
+    """Fit Swift Hydra on a CSV or Parquet table and save the model with its preprocessing."""
+    import numpy as np
+
+    from swifthydra.datasets.table import _MAX_CATEGORIES, read_table
+    from swifthydra.demo import QUICK_PARAMS
+    from swifthydra.hydra import SwiftHydra
+
+    _check_new_model_dir(out, force)
+    if episodes is not None and episodes < 0:
+        raise InvalidInputError(f"--episodes must be >= 0, got {episodes}.")
+    if max_rows is not None and max_rows < 8:
+        raise InvalidInputError(f"--max-rows must be at least 8, got {max_rows}.")
+    if threads < 1:
+        raise InvalidInputError(f"--threads must be >= 1, got {threads}.")
+    if not 0 < contamination <= 0.5:
+        raise InvalidInputError(f"--contamination must be in (0, 0.5], got {contamination}.")
+    if label_column is not None and label_column == id_column:
+        raise InvalidInputError("--label-column and --id-column must be different columns.")
+    t0 = time.perf_counter()
+    table = read_table(
+        data, label_column, id_column=id_column,
+        categorical="drop" if drop_non_numeric else "onehot",
+        missing="reject" if reject_missing else "impute",
+    )
+    X, y = table.X, table.y
+    n_rows = X.shape[0]
+    if max_rows is not None and n_rows > max_rows:
+        rng = np.random.RandomState(seed)
+        known = np.flatnonzero(y == 1) if y is not None else np.empty(0, dtype=np.int64)
+        if len(known) >= max_rows:
+            raise InvalidInputError(f"--max-rows {max_rows} is not more than the {len(known)} labelled anomalies.")
+        rest = np.setdiff1d(np.arange(n_rows), known)
+        keep = np.sort(np.concatenate([known, rng.choice(rest, max_rows - len(known), replace=False)]))
+        X = X[keep]
+        y = y[keep] if y is not None else None
+    n_known = int(y.sum()) if y is not None else 0
+    pre = table.preprocessor
+    _echo_err(
+        f"{data}: {n_rows} rows, {len(pre.input_columns_)} columns -> {X.shape[1]} features"
+        + (f"; training on a sample of {X.shape[0]} rows" if X.shape[0] < n_rows else "")
+        + (f"; {n_known} known anomalies" if label_column else "; no label column")
+        + ("" if n_known else " (unsupervised: IForest+ECOD pseudo-labels seed the loop)")
+        + (f"; dropped non-numeric columns {pre.dropped_columns_}" if pre.dropped_columns_ else "")
+    )
+    for c, cats in pre.categories_.items():
+        if len(cats) >= _MAX_CATEGORIES:
+            _echo_err(
+                f"warning: column {c!r} has more than {_MAX_CATEGORIES} distinct values: only the {_MAX_CATEGORIES} most "
+                "frequent get a one-hot feature (the rest share __other__); if it identifies rows, pass --id-column "
+                f"{c}, or --drop-non-numeric."
+            )
+    params: dict[str, Any] = dict(QUICK_PARAMS["swifthydra"]) if quick else {}
+    if episodes is not None:
+        params["episodes"] = episodes
+    # The models' verbose lines (one per epoch and per episode) drive the progress display.
+    loud = {
+        "detector_params": {**params.get("detector_params", {}), "verbose": True},
+        "mome_params": {**params.get("mome_params", {}), "verbose": True},
+    }
+    est = SwiftHydra(contamination=contamination, random_state=seed, n_jobs=threads, verbose=2, **{**params, **loud})
+    total = 1 + (est.episodes if est.generator != "none" else 0)
+    progress = _FitProgress(total, sys.stderr)
+    try:
+        with contextlib.redirect_stdout(progress):
+            est.fit(X, y)
+    finally:
+        progress.close()
+    # The saved model is quiet, with the parameters as the user chose them.
+    est.set_params(
+        verbose=0, detector_params=params.get("detector_params"), mome_params=params.get("mome_params")
+    )
+    for detector in (est.detector_, est.mome_):
+        if detector is not None:
+            detector.set_params(verbose=False)
+    fit_seconds = time.perf_counter() - t0
+    state = {
+        "format": PREPROCESSING_FORMAT,
+        "preprocessor": pre.to_dict(),
+        "feature_names": pre.feature_names_,
+        "label_column": label_column,
+        "id_column": id_column,
+        "training": {
+            "file": str(Path(data).resolve()),
+            "rows": int(n_rows),
+            "rows_used": int(X.shape[0]),
+            "known_anomalies": n_known,
+            "seconds": round(fit_seconds, 3),
+            "command": "swifthydra " + " ".join(sys.argv[1:]) if sys.argv and "swifthydra" in sys.argv[0] else None,
+        },
+    }
+    est.save(out, overwrite=force, extra_files={PREPROCESSING_FILE: state})
+    flagged = float(np.mean(est.labels_))
+    typer.echo(
+        f"saved {out}: {X.shape[1]} features, {len(est.history_) - 1} episodes (best {est.best_episode_}), "
+        f"threshold {est.threshold_:.4g} ({flagged:.1%} of training rows above it), {fit_seconds:.1f} s"
+    )
+
+
+# ------------------------------------------------------------------------------------ score
+def score(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by `swifthydra fit`.")],
+    data: Annotated[Path, typer.Argument(help="Table to score: .csv, .tsv or .parquet, same columns as in training.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet, .csv or .tsv.")],
+    chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time (memory stays flat).")] = 100_000,
+    id_column: Annotated[
+        str | None, typer.Option(help="Column copied to the output to identify rows (default: the training id column, when present).")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="PyTorch threads for scoring (0 = all cores).")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+) -> None:
+    """Score a table in chunks: writes score, is_anomaly (score > threshold) and probability per row."""
+    out_kind = _output_kind(out)
+    if chunk_rows < 1:
+        raise InvalidInputError(f"--chunk-rows must be >= 1, got {chunk_rows}.")
+    if out.exists() and not force:
+        raise InvalidInputError(f"{out} already exists: choose another --out or pass --force to replace it.")
+    if out.is_dir():
+        raise InvalidInputError(f"--out {out} is a directory: give the path of the file to write.")
+    if data.exists() and out.exists() and out.resolve() == data.resolve():
+        raise InvalidInputError("--out must not be the input file.")
+    from swifthydra.datasets.table import table_columns
+
+    columns = table_columns(data)  # a missing or unreadable file fails now, before the model loads
+    est, _, state = load_table_model(model_dir)
+    est.n_jobs = _threads(threads)
+    id_column = _resolve_id_column(columns, id_column, state, data)
+    t0 = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    n_rows = n_flagged = 0
+    try:
+        with _ScoreWriter(tmp, out_kind, id_column) as writer:
+            for _, chunk, _, scores, id_col in _scored_chunks(est, state, data, chunk_rows, id_column):
+                flagged = scores > est.threshold_
+                writer.write(chunk[id_col] if id_col else None, scores, flagged, _probability(scores))
+                n_rows += len(scores)
+                n_flagged += int(flagged.sum())
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - t0
+    share = n_flagged / n_rows if n_rows else 0.0
+    typer.echo(
+        f"scored {n_rows} rows -> {out}: {n_flagged} above the threshold ({share:.2%}), "
+        f"{seconds:.1f} s ({n_rows / max(seconds, 1e-9):,.0f} rows/s)"
+    )
+
+
+class _ScoreWriter:
+    """Appends scored chunks to a Parquet file (one row group per chunk) or a CSV/TSV file."""
+
+    def __init__(self, path: Path, kind: str, id_col: str | None) -> None:
+        self.path, self.kind, self.id_col = path, kind, id_col
+        self.writer = None
+        self.file = None
+        self.schema = None
+
+    def __enter__(self) -> _ScoreWriter:
+        return self
+
+    def write(self, ids, scores, flagged, probability) -> None:
+        import pandas as pd
+
+        id_col = self.id_col
+        frame = {}
+        if id_col is not None:
+            frame[id_col] = ids.to_numpy() if hasattr(ids, "to_numpy") else ids
+        frame.update({"score": scores, "is_anomaly": flagged, "probability": probability})
+        if self.kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pydict(
+                {k: (pa.array(v, from_pandas=True) if k == id_col else v) for k, v in frame.items()}
+            )
+            if self.writer is None:
+                self.schema = table.schema
+                self.writer = pq.ParquetWriter(self.path, self.schema)
+            elif table.schema != self.schema:
+                table = table.cast(self.schema)
+            self.writer.write_table(table)
+        else:
+            df = pd.DataFrame(frame)
+            if self.file is None:
+                self.file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+                df.to_csv(self.file, index=False, sep="\t" if self.kind == "tsv" else ",")
+            else:
+                df.to_csv(self.file, index=False, header=False, sep="\t" if self.kind == "tsv" else ",")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.kind == "parquet":
+            if self.writer is None and exc_type is None:  # no rows: an empty file with the columns
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                columns = {self.id_col: pa.array([], pa.string())} if self.id_col else {}
+                columns.update({"score": pa.array([], pa.float64()), "is_anomaly": pa.array([], pa.bool_()),
+                                "probability": pa.array([], pa.float64())})
+                pq.write_table(pa.table(columns), self.path)
+            elif self.writer is not None:
+                self.writer.close()
+        else:
+            if self.file is None and exc_type is None:
+                names = ([self.id_col] if self.id_col else []) + ["score", "is_anomaly", "probability"]
+                header = ("\t" if self.kind == "tsv" else ",").join(names) + "\n"
+                with open(self.path, "w", encoding="utf-8") as f:
+                    f.write(header)
+            elif self.file is not None:
+                self.file.close()
+
+
+# ---------------------------------------------------------------------------------- explain
+def explain(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by `swifthydra fit`.")],
+    data: Annotated[Path, typer.Argument(help="Table to explain: .csv, .tsv or .parquet.")],
+    top: Annotated[int, typer.Option(help="Explain this many of the top-scored rows.")] = 10,
+    features: Annotated[int, typer.Option(help="Columns shown per row, largest contribution first.")] = 5,
+    method: Annotated[
+        str,
+        typer.Option(help="occlusion (score drop when the column takes its typical value), integrated-gradients, or gradient (gradient x input)."),
+    ] = "occlusion",
+    id_column: Annotated[str | None, typer.Option(help="Column that identifies rows (default: the training id column, when present).")] = None,
+    chunk_rows: Annotated[int, typer.Option(help="Rows read and scored at a time.")] = 100_000,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or markdown.")] = "table",
+    threads: Annotated[int, typer.Option(help="PyTorch threads for scoring (0 = all cores).")] = 0,
+) -> None:
+    """For the top-scored rows, which columns push the score up (attribution against a typical row)."""
+    import numpy as np
+    import pandas as pd
+
+    from swifthydra.explain import METHODS, attribute
+
+    if top < 1 or features < 1:
+        raise InvalidInputError(f"--top and --features must be >= 1, got {top} and {features}.")
+    if method not in METHODS:
+        raise InvalidInputError(f"--method must be one of {list(METHODS)}, got {method!r}.")
+    if fmt not in ("table", "csv", "markdown"):
+        raise InvalidInputError(f"--format must be table, csv or markdown, got {fmt!r}.")
+    if chunk_rows < 1:
+        raise InvalidInputError(f"--chunk-rows must be >= 1, got {chunk_rows}.")
+    from swifthydra.datasets.table import table_columns
+
+    table_columns(data)  # a missing or unreadable file fails now, before the model loads
+    est, _, state = load_table_model(model_dir)
+    est.n_jobs = _threads(threads)
+    pre = state["preprocessor"]
+    # keep only the running top rows: their position, score, features and raw values
+    best_rows = np.empty(0, dtype=np.int64)
+    best_scores = np.empty(0)
+    best_X = np.empty((0, est.n_features_in_))
+    best_raw: pd.DataFrame | None = None
+    id_col = None
+    for start, chunk, X, scores, chunk_id_col in _scored_chunks(est, state, data, chunk_rows, id_column):
+        id_col = chunk_id_col
+        k = min(top, len(scores))
+        idx = np.argpartition(-scores, k - 1)[:k]
+        raw = chunk.iloc[idx].reset_index(drop=True)
+        best_rows = np.concatenate([best_rows, start + idx])
+        best_scores = np.concatenate([best_scores, scores[idx]])
+        best_X = np.vstack([best_X, X[idx]])
+        best_raw = raw if best_raw is None else pd.concat([best_raw, raw], ignore_index=True)
+        order = np.lexsort((best_rows, -best_scores))[:top]  # highest score first, ties by row
+        best_rows, best_scores, best_X = best_rows[order], best_scores[order], best_X[order]
+        best_raw = best_raw.iloc[order].reset_index(drop=True)
+    if best_raw is None:
+        raise InvalidInputError(f"{data} has no data rows to explain.")
+    groups = pre.feature_groups_
+    contrib = attribute(est, best_X, baseline=pre.baseline_(), groups=groups, method=method)
+    names = [g[0] for g in groups]
+    baseline_text = {c: _fmt_value(pre.medians_[c]) for c in pre.numeric_columns_}
+    baseline_text.update(pre.modes_)
+    records = []
+    for r in range(len(best_rows)):
+        order = np.argsort(-contrib[r], kind="stable")[:features]
+        for j in order:
+            col = names[j]
+            records.append({
+                "rank": r + 1,
+                "row": int(best_rows[r]),
+                **({id_col: best_raw[id_col].iloc[r]} if id_col else {}),
+                "score": float(best_scores[r]),
+                "is_anomaly": bool(best_scores[r] > est.threshold_),
+                "column": col,
+                "value": _fmt_value(best_raw[col].iloc[r]),
+                "typical": baseline_text.get(col, ""),
+                "contribution": float(contrib[r, j]),
+            })
+    df = pd.DataFrame.from_records(records)
+    if fmt == "csv":
+        typer.echo(df.to_csv(index=False), nl=False)
+        return
+    if fmt == "markdown":
+        typer.echo(df.to_markdown(index=False, floatfmt=".4g") if _has_tabulate() else df.to_string(index=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    what = "score drop when the column takes its typical value" if method == "occlusion" else (
+        f"{method} estimate of the score drop when the column takes its typical value")
+    title = f"Top {len(best_rows)} rows of {data.name} by score (threshold {est.threshold_:.4g}); contribution = {what}"
+    table = Table(title=title, title_justify="left")
+    for c in df.columns:
+        table.add_column(str(c), justify="right" if c in ("rank", "row", "score", "contribution") else "left")
+    previous = None
+    for rec in df.to_dict("records"):
+        first = rec["rank"] != previous
+        previous = rec["rank"]
+        cells = []
+        for c in df.columns:
+            v = rec[c]
+            if c in ("rank", "row", "score", "is_anomaly") or c == id_col:
+                v = ("" if not first else (f"{v:.4g}" if c == "score" else str(v)))
+            elif c == "contribution":
+                v = f"{v:+.4g}"
+            cells.append(str(v))
+        table.add_row(*cells, end_section=False)
+    Console(width=max(120, len(title) + 4)).print(table)
+
+
+def _fmt_value(v) -> str:
+    import pandas as pd
+
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return "<missing>"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------- info
+def info(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print everything as one JSON object.")] = False,
+) -> None:
+    """What a model is: kind, version, when and on what it was trained, threshold, history."""
+    import json
+
+    from swifthydra.hydra import MODEL_KIND
+    from swifthydra.io import load_model_dir, read_model_json
+
+    meta, tensors = load_model_dir(model_dir, MODEL_KIND)  # verifies every checksum
+    del tensors
+    state = read_model_json(model_dir, PREPROCESSING_FILE, MODEL_KIND)
+    cfg = meta["config"]
+    params = cfg.get("params", {})
+    mome = cfg.get("mome")
+    scorer = (
+        f"MoME, {mome.get('architecture', {}).get('n_experts', '?')} experts "
+        f"(top-{mome.get('params', {}).get('top_k', 1)}, {mome.get('params', {}).get('tokenizer', '?')} tokens)"
+        if mome else "MambaDetector (large)"
+    )
+    history = cfg.get("history", [])
+    summary = {
+        "path": str(model_dir),
+        "kind": meta["kind"],
+        "format_version": meta["format_version"],
+        "swifthydra_version": meta.get("swifthydra_version"),
+        "created": meta.get("created"),
+        "scorer": scorer,
+        "n_features": cfg.get("n_features_in"),
+        "threshold": cfg.get("threshold"),
+        "contamination": params.get("contamination"),
+        "episodes": params.get("episodes"),
+        "generator": params.get("generator"),
+        "best_episode": cfg.get("best_episode"),
+        "pseudo_labels": cfg.get("used_pseudo_labels"),
+        "checksums": "ok",
+        "history": history,
+    }
+    if state is not None:
+        pre = state.get("preprocessor", {})
+        summary["table"] = {
+            "training": state.get("training"),
+            "label_column": state.get("label_column"),
+            "id_column": state.get("id_column"),
+            "numeric_columns": pre.get("numeric_columns"),
+            "categorical_columns": {c: len(v) for c, v in pre.get("categories", {}).items()},
+            "dropped_columns": pre.get("dropped_columns", []),
+            "non_numeric": pre.get("categorical"),
+            "missing": pre.get("missing"),
+            "feature_names": state.get("feature_names"),
+        }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    lines = [
+        f"model          {summary['kind']} (format {summary['format_version']}), written by swifthydra "
+        f"{summary['swifthydra_version']} on {summary['created']}",
+        f"scorer         {scorer}; {summary['n_features']} features",
+        f"threshold      {summary['threshold']:.6g} (score > threshold = anomaly; contamination {summary['contamination']})",
+        f"training       {max(len(history) - 1, 0)} of {summary['episodes']} episodes run (generator {summary['generator']}), "
+        f"best episode {summary['best_episode']}, pseudo-labels {'yes' if summary['pseudo_labels'] else 'no'}",
+    ]
+    if state is not None:
+        t = summary["table"]
+        tr = t["training"] or {}
+        lines.append(
+            f"trained on     {tr.get('file')}: {tr.get('rows')} rows ({tr.get('rows_used')} used), "
+            f"{tr.get('known_anomalies')} known anomalies, {tr.get('seconds')} s"
+        )
+        lines.append(f"label column   {t['label_column'] or '(none)'}; id column {t['id_column'] or '(none)'}")
+        lines.append(f"numeric        {len(t['numeric_columns'])}: {_short_list(t['numeric_columns'])}")
+        cats = t["categorical_columns"]
+        lines.append(
+            f"categorical    {len(cats)}: "
+            + (_short_list([f"{c} ({n} categories + __other__)" for c, n in cats.items()]) if cats else "-")
+        )
+        if t["dropped_columns"]:
+            lines.append(f"dropped        {_short_list(t['dropped_columns'])}")
+        lines.append(
+            f"missing values {'imputed (training median; __missing__ category)' if t['missing'] == 'impute' else 'rejected'}"
+        )
+        if tr.get("command"):
+            lines.append(f"command        {tr['command']}")
+    else:
+        lines.append("table          (saved from Python: no table preprocessing; `swifthydra score` cannot use it)")
+    lines.append("checksums      ok")
+    lines.append("history")
+    keys = ("episode", "kept", "generated_total", "detector_loss", "val_auc", "seconds")
+    lines.append("  " + "  ".join(f"{k:>15s}" for k in keys))
+    for row in history:
+        cells = []
+        for k in keys:
+            v = row.get(k)
+            cells.append(f"{'-' if v is None else (f'{v:.4g}' if isinstance(v, float) else v):>15}")
+        lines.append("  " + "  ".join(cells))
+    typer.echo("\n".join(lines))
+
+
+def _short_list(items: list[str], n: int = 12) -> str:
+    items = [str(i) for i in items]
+    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+# -------------------------------------------------------------------------------- export-onnx
+def export_onnx(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by `swifthydra fit` (or SwiftHydra.save).")],
+    out: Annotated[Path, typer.Argument(help="ONNX file to write.")],
+    features_only: Annotated[
+        bool, typer.Option(help="Graph input is the preprocessed feature matrix instead of the table's columns.")
+    ] = False,
+    check: Annotated[bool, typer.Option(help="Compare onnxruntime's scores with PyTorch's on synthetic rows.")] = True,
+    force: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+) -> None:
+    """Export the scorer (with the table preprocessing) to ONNX; checks it against PyTorch."""
+    import importlib.util
+
+    from swifthydra.onnx_export import check_export
+    from swifthydra.onnx_export import export_onnx as do_export
+
+    if out.exists() and not force:
+        raise InvalidInputError(f"{out} already exists: choose another path or pass --force to replace it.")
+    est, _, state = load_table_model(model_dir, need_preprocessing=False)
+    pre = None if (features_only or state is None) else state["preprocessor"]
+    names = state.get("feature_names") if state is not None else None
+    do_export(est, out, preprocessor=pre, overwrite=force, feature_names=names,
+              metadata={"swifthydra.model_dir": str(model_dir)})
+    if pre is not None:
+        inputs = f"{len(pre.numeric_columns_)} numeric columns (float64) and {len(pre.categories_)} categorical (string), by name"
+    else:
+        inputs = f"'features', float64 (batch, {est.n_features_in_})"
+    typer.echo(f"wrote {out}: inputs {inputs}; outputs score, is_anomaly, probability")
+    if check:
+        if importlib.util.find_spec("onnxruntime") is None:
+            typer.echo("onnxruntime is not installed: the export was not checked (pip install onnxruntime).")
+            return
+        diff = check_export(out, est, pre, n=512)
+        typer.echo(f"onnxruntime agrees with PyTorch: max |score difference| {diff:.2e} on 512 synthetic rows")
+        if diff > 1e-4:
+            raise InvalidInputError(f"the exported graph differs from PyTorch by {diff:.2e}: please report this.")
+
+
+def register(app: typer.Typer, guarded) -> None:
+    """Add ``fit``, ``score``, ``explain``, ``info`` and ``export-onnx`` to a Typer app, each
+    wrapped by ``guarded`` (one-line errors)."""
+    app.command("fit")(guarded(fit))
+    app.command("score")(guarded(score))
+    app.command("explain")(guarded(explain))
+    app.command("info")(guarded(info))
+    app.command("export-onnx")(guarded(export_onnx))

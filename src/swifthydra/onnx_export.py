@@ -1,0 +1,397 @@
+"""Export a fitted :class:`~swifthydra.hydra.SwiftHydra` scorer to ONNX.
+
+The graph computes exactly what ``SwiftHydra.decision_function`` computes, on CPU or any ONNX
+runtime, without PyTorch or swifthydra installed:
+
+``features`` (float64) -> standardisation by the training mean and standard deviation (in float64,
+like numpy) -> float32 -> the scoring network -> ``score`` (float64, the logit),
+``is_anomaly`` (``score > threshold``, compared in float64) and ``probability``
+(``1 / (1 + exp(-clip(score, -60, 60)))`` in float64, like ``predict_proba``).
+
+The scoring network is the Mixture of Mamba Experts (or the large detector with
+``inference="large"``). PyTorch scores a MoME sparsely (each expert runs only on the rows routed to
+it); ONNX has no cheap data-dependent dispatch, so the exported graph runs **every** expert on every
+row and keeps the routed one(s): the same numbers, ``K`` times the arithmetic. The selective scan is
+traced in its closed-form single-step form (row tokeniser) or as the unrolled sequential loop
+(feature/patch tokenisers), with a dynamic batch axis.
+
+With ``preprocessor`` (the default of ``swifthydra export-onnx``) the table preprocessing is put in
+the graph too, so its inputs are the **table's columns, by name**: each numeric column a float64
+vector (NaN = missing, imputed with the training median), each categorical column a string vector
+(mapped to its one-hot block; an unseen value goes to ``__other__``; ``""`` or ``"__missing__"``
+means missing). What the graph does not do: refuse missing values when the model was fitted with
+``--reject-missing`` (it imputes them), reject non-finite numbers (the command line does), or parse
+strings in numeric columns (cast to float64 first). Without ``preprocessor`` the single input
+``features`` takes the already preprocessed matrix (``TablePreprocessor.transform``).
+
+Needs the ``onnx`` extra (``pip install 'swifthydra[onnx]'``: onnx, onnxscript for PyTorch's
+exporter, onnxruntime to run and check the graph).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swifthydra.exceptions import InvalidInputError, SwiftHydraError
+
+ONNX_OPSET = 18
+ML_OPSET = 3
+OUTPUTS = ("score", "is_anomaly", "probability")
+_PREFIX = "__sh_"
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SwiftHydraError(
+            f"ONNX export needs the {module!r} package: pip install 'swifthydra[onnx]' "
+            "(onnx, onnxscript, onnxruntime)."
+        ) from None
+
+
+def _scorer_module(est):
+    """A torch module: float64 features -> (score float64, is_anomaly bool, probability float64)."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    from swifthydra import hydra
+    from swifthydra.nn.moe import MoMENet
+
+    est._check_fitted()
+    clip = getattr(hydra, "_MAX_STANDARDISED", None)  # SwiftHydra._scale clips standardised values
+    detector = est.mome_ if est.mome_ is not None else est.detector_
+    net = copy.deepcopy(detector.model_).to("cpu").eval()
+
+    class OnnxScorer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("center", torch.from_numpy(np.asarray(est.center_, dtype=np.float64)))
+            self.register_buffer("scale", torch.from_numpy(np.asarray(est.scale_, dtype=np.float64)))
+            self.register_buffer("threshold", torch.tensor(float(est.threshold_), dtype=torch.float64))
+            self.net = net
+            self.mome = isinstance(net, MoMENet)
+
+        def _mome(self, z: torch.Tensor) -> torch.Tensor:
+            x = self.net.scaler(z)  # (B, F)
+            probs, index = self.net.route(x, sample=False)  # (B, K), (B, k)
+            chosen = probs.gather(1, index)  # (B, k)
+            weights = chosen / chosen.sum(-1, keepdim=True)  # 1 for top-1, as in MoMENet
+            outs = torch.stack([expert(x) for expert in self.net.experts], dim=1)  # (B, K) dense
+            return (outs.gather(1, index) * weights).sum(1)  # (B,)
+
+        def forward(self, features: torch.Tensor):  # (B, F) float64
+            z = (features - self.center) / self.scale  # as SwiftHydra._scale, in float64
+            if clip is not None:
+                z = z.clamp(-float(clip), float(clip))
+            z = z.to(torch.float32)
+            logit = self._mome(z) if self.mome else self.net(z)  # (B,) float32
+            score = logit.to(torch.float64)
+            probability = 1.0 / (1.0 + torch.exp(-score.clamp(-60.0, 60.0)))
+            return score, score > self.threshold, probability
+
+    return OnnxScorer().eval()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """PyTorch's exporter prints progress and warnings (e.g. torchvision not installed)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _torch_graph(est, opset: int):
+    import torch
+    from torch.export import Dim
+
+    _require("onnxscript")
+    module = _scorer_module(est)
+    example = torch.zeros(3, int(est.n_features_in_), dtype=torch.float64)
+    with _quiet(), torch.no_grad():
+        try:
+            program = torch.onnx.export(
+                module, (example,), None, input_names=["features"], output_names=list(OUTPUTS),
+                dynamic_shapes={"features": {0: Dim("batch")}}, dynamo=True, opset_version=opset,
+                external_data=False, verbose=False,
+            )
+        except Exception as exc:  # exporter failures are internal, not the user's doing
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SwiftHydraError(f"PyTorch could not export the scorer to ONNX: {first}") from None
+    return program.model_proto
+
+
+def _check_column_names(pre) -> None:
+    columns = list(pre.numeric_columns_) + list(pre.categories_)
+    clash = [c for c in columns if c in OUTPUTS or c.startswith(_PREFIX)]
+    if clash:
+        raise InvalidInputError(
+            f"columns {clash} clash with names of the ONNX graph ({list(OUTPUTS)}, {_PREFIX}*): "
+            "export with --features-only and preprocess outside the graph."
+        )
+
+
+def _with_preprocessing(model, pre) -> Any:
+    """Put the table preprocessing in front of the scorer graph: inputs become the columns."""
+    onnx = _require("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from swifthydra.datasets.table import MISSING_CATEGORY
+
+    _check_column_names(pre)
+    model = onnx.compose.add_prefix(model, _PREFIX)
+    graph = model.graph
+    nodes, inits, inputs = [], [], []
+    p = _PREFIX + "pre_"
+    blocks = []
+    inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), p + "axis1"))
+    if pre.numeric_columns_:
+        unsq = []
+        for i, c in enumerate(pre.numeric_columns_):
+            inputs.append(helper.make_tensor_value_info(c, TensorProto.DOUBLE, ["batch"]))
+            nodes.append(helper.make_node("Unsqueeze", [c, p + "axis1"], [f"{p}num{i}"]))
+            unsq.append(f"{p}num{i}")
+        nodes.append(helper.make_node("Concat", unsq, [p + "numeric"], axis=1))
+        medians = np.array([[pre.medians_[c] for c in pre.numeric_columns_]], dtype=np.float64)
+        inits.append(numpy_helper.from_array(medians, p + "medians"))
+        nodes.append(helper.make_node("IsNaN", [p + "numeric"], [p + "isnan"]))
+        nodes.append(helper.make_node("Where", [p + "isnan", p + "medians", p + "numeric"], [p + "imputed"]))
+        blocks.append(p + "imputed")
+    for j, (c, cats) in enumerate(pre.categories_.items()):
+        keys = list(cats)
+        values = list(range(len(cats)))
+        if MISSING_CATEGORY in cats and "" not in cats:  # an empty string is how a missing value arrives
+            keys.append("")
+            values.append(cats.index(MISSING_CATEGORY))
+        inputs.append(helper.make_tensor_value_info(c, TensorProto.STRING, ["batch"]))
+        nodes.append(
+            helper.make_node(
+                "LabelEncoder", [c], [f"{p}idx{j}"], domain="ai.onnx.ml",
+                keys_strings=keys, values_int64s=values, default_int64=len(cats),  # unseen -> __other__
+            )
+        )
+        # one-hot as Equal(index, 0..len(cats)) -> double (OneHot has no float64 kernel in onnxruntime)
+        inits.append(numpy_helper.from_array(np.arange(len(cats) + 1, dtype=np.int64)[None, :], f"{p}range{j}"))
+        nodes.append(helper.make_node("Unsqueeze", [f"{p}idx{j}", p + "axis1"], [f"{p}idx2d{j}"]))
+        nodes.append(helper.make_node("Equal", [f"{p}idx2d{j}", f"{p}range{j}"], [f"{p}eq{j}"]))
+        nodes.append(helper.make_node("Cast", [f"{p}eq{j}"], [f"{p}onehot{j}"], to=TensorProto.DOUBLE))
+        blocks.append(f"{p}onehot{j}")
+    features = _PREFIX + "features"
+    if len(blocks) == 1:
+        nodes.append(helper.make_node("Identity", blocks, [features]))
+    else:
+        nodes.append(helper.make_node("Concat", blocks, [features], axis=1))
+    # outputs back to their plain names
+    for name in OUTPUTS:
+        nodes_out = helper.make_node("Identity", [_PREFIX + name], [name])
+        graph.node.append(nodes_out)
+    outputs = []
+    for out in graph.output:
+        vi = onnx.ValueInfoProto()
+        vi.CopyFrom(out)
+        vi.name = out.name[len(_PREFIX):]
+        outputs.append(vi)
+    del graph.output[:]
+    graph.output.extend(outputs)
+    del graph.input[:]
+    graph.input.extend(inputs)
+    old_nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + old_nodes)
+    graph.initializer.extend(inits)
+    if not any(o.domain == "ai.onnx.ml" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
+    return model
+
+
+def export_onnx(
+    est,
+    path: str | os.PathLike,
+    *,
+    preprocessor=None,
+    opset: int = ONNX_OPSET,
+    overwrite: bool = False,
+    metadata: dict[str, Any] | None = None,
+    feature_names: list[str] | None = None,
+) -> Path:
+    """Write the scorer of a fitted SwiftHydra as an ONNX file (atomically).
+
+    Parameters
+    ----------
+    est : SwiftHydra
+        A fitted estimator.
+    path : path
+        The ``.onnx`` file to write.
+    preprocessor : TablePreprocessor, optional
+        Put this preprocessing in the graph; the inputs are then the table's columns by name.
+        Without it the graph takes ``features``, the preprocessed float64 matrix.
+    opset : int
+        ONNX opset of the graph.
+    overwrite : bool
+        Replace an existing file.
+    metadata : dict, optional
+        More ``metadata_props`` (string values) to store in the file.
+    feature_names : list of str, optional
+        Names of the features, stored in the metadata (without ``preprocessor``).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    onnx = _require("onnx")
+    path = Path(path).expanduser()
+    if path.exists() and not overwrite:
+        raise InvalidInputError(f"{path} already exists: choose another path or pass --force.")
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a directory: give the path of the .onnx file to write.")
+    if preprocessor is not None:
+        _check_column_names(preprocessor)
+    model = _torch_graph(est, opset)
+    from swifthydra import __version__
+
+    detector = est.mome_ if est.mome_ is not None else est.detector_
+    if est.mome_ is not None:
+        scorer = f"MoME with {int(est.mome_.n_experts_)} experts (every expert evaluated, the routed one kept)"
+    else:
+        scorer = "MambaDetector (large)"
+    props = {
+        "swifthydra.version": __version__,
+        "swifthydra.threshold": repr(float(est.threshold_)),
+        "swifthydra.contamination": repr(float(est.contamination)),
+        "swifthydra.scorer": scorer,
+        "swifthydra.outputs": "score: float64 logit (higher = more anomalous); is_anomaly: score > threshold; "
+        "probability: 1 / (1 + exp(-clip(score, -60, 60)))",
+        "swifthydra.detector_class": type(detector).__name__,
+    }
+    if preprocessor is not None:
+        model = _with_preprocessing(model, preprocessor)
+        props["swifthydra.inputs"] = json.dumps(
+            {
+                "kind": "columns",
+                "numeric": list(preprocessor.numeric_columns_),
+                "categorical": {c: list(v) for c, v in preprocessor.categories_.items()},
+                "numeric_missing": "NaN, imputed with the training median",
+                "categorical_missing": "'' or '__missing__'",
+            }
+        )
+    else:
+        props["swifthydra.inputs"] = json.dumps(
+            {"kind": "features", "n_features": int(est.n_features_in_), "feature_names": feature_names}
+        )
+    for k, v in (metadata or {}).items():
+        props[str(k)] = str(v)
+    onnx.helper.set_model_props(model, props)
+    model.doc_string = (__doc__ or "").split("\n\n")[0]
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise SwiftHydraError(f"the exported ONNX graph does not validate: {str(exc).splitlines()[0]}") from None
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        os.close(fd)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write into {parent} ({exc.strerror}).") from None
+    try:
+        onnx.save_model(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def onnx_inputs(preprocessor, df) -> dict[str, np.ndarray]:
+    """The input feed of a graph exported with ``preprocessor``, from a DataFrame of the table.
+
+    Numeric columns become float64 (missing -> NaN), categorical ones strings (missing ->
+    ``"__missing__"``). Columns are matched by name, with the same error as the command line.
+    """
+    import pandas as pd
+
+    from swifthydra.datasets.table import MISSING_CATEGORY
+
+    preprocessor.check_columns(df.columns)
+    feed = {}
+    for c in preprocessor.numeric_columns_:
+        col = df[c]
+        values = pd.to_numeric(col, errors="coerce")
+        bad = values.isna() & col.notna()
+        if bad.any():
+            raise InvalidInputError(
+                f"column {c!r} holds non-numeric values (e.g. {col[bad].iloc[0]!r}) but was numeric in training."
+            )
+        feed[c] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    for c in preprocessor.categories_:
+        feed[c] = df[c].astype("string").fillna(MISSING_CATEGORY).to_numpy(dtype=object)
+    return feed
+
+
+def synthetic_frame(preprocessor, est, n: int, seed: int = 0):
+    """Random rows in the table's own columns, around the training data (to check an export):
+    numeric columns from the training mean and spread (a few missing), categorical ones from the
+    training categories plus an unseen value and missing values."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    data = {}
+    for i, c in enumerate(preprocessor.numeric_columns_):
+        col = est.center_[i] + est.scale_[i] * rng.normal(scale=1.5, size=n)
+        col[rng.random(n) < 0.05] = np.nan
+        data[c] = col
+    for c, cats in preprocessor.categories_.items():
+        choices = np.array([*cats, "__never_seen__"], dtype=object)
+        col = choices[rng.integers(0, len(choices), n)]
+        col[rng.random(n) < 0.05] = None
+        data[c] = pd.array(col, dtype="string")
+    return pd.DataFrame(data)
+
+
+def check_export(path, est, preprocessor=None, n: int = 256, seed: int = 0) -> float:
+    """Largest ``|score_onnx - score_pytorch|`` on ``n`` synthetic rows (needs onnxruntime).
+
+    Also checks that ``is_anomaly`` and ``probability`` agree (raises when they do not)."""
+    ort = _require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if preprocessor is not None:
+        df = synthetic_frame(preprocessor, est, n, seed)
+        X = preprocessor.transform(df)
+        feed = onnx_inputs(preprocessor, df)
+    else:
+        rng = np.random.default_rng(seed)
+        X = est.center_ + est.scale_ * rng.normal(scale=1.5, size=(n, int(est.n_features_in_)))
+        feed = {"features": X}
+    score, is_anomaly, probability = session.run(list(OUTPUTS), feed)
+    ref = est.decision_function(X)
+    diff = float(np.max(np.abs(score - ref))) if n else 0.0
+    same_side = (is_anomaly == (ref > est.threshold_)) | (np.abs(ref - est.threshold_) < 1e-4)
+    if not same_side.all():
+        raise SwiftHydraError("the ONNX graph's is_anomaly disagrees with PyTorch's: please report this.")
+    ref_p = 1.0 / (1.0 + np.exp(-np.clip(ref, -60, 60)))
+    if n and float(np.max(np.abs(probability - ref_p))) > 1e-4:
+        raise SwiftHydraError("the ONNX graph's probability disagrees with PyTorch's: please report this.")
+    return diff
