@@ -22,6 +22,11 @@ Decided behaviours (tested here):
   pandas nullable columns with ``pd.NA`` and masked array entries count as missing (NaN error);
 * a non-finite loss, gradient or score while training raises ``TrainingDivergedError`` naming
   the epoch (and, inside SwiftHydra, the episode);
+* tables (``read_table``, ``swifthydra score``): a CSV row with more fields than the header is an
+  error naming its line (also the first data row, which pandas would silently turn into a row
+  index); rows with fewer fields have missing values; the separator of a ``.csv``/``.txt`` is
+  detected (``,``, ``;``, tab, ``|``); a column whose values are all numbers is numeric even when
+  pandas reads it as text or objects (integers beyond int64, numbers stored as strings);
 * ``swifthydra bench``: a dataset that cannot be loaded or split records its cells as errors,
   the run goes on, and the command ends with one ``error:`` line per such dataset and exit 1;
   bad arguments exit 2 before anything runs.
@@ -207,6 +212,8 @@ def table(ctx, payload):
     path = ctx.tmp_path / name
     if isinstance(content, bytes):
         path.write_bytes(content)
+    elif isinstance(content, pd.DataFrame):
+        content.to_parquet(path)
     elif content is not None:
         path.write_text(content)
     t = read_table(path, **kw)
@@ -353,6 +360,13 @@ def _reshape_one(tensors):
     return tensors
 
 
+def _transpose_one(tensors):
+    """A 2-D tensor of another shape but as many values: the size check passes, the shapes do not."""
+    key = next(k for k, v in tensors.items() if k.startswith("detector.") and v.ndim == 2 and v.shape[0] != v.shape[1])
+    tensors[key] = tensors[key].t().contiguous()
+    return tensors
+
+
 def _huge_experts(meta):
     meta["config"]["mome"]["architecture"]["n_experts"] = 10**9
 
@@ -381,6 +395,11 @@ SCORE_FILES = {
     "s_missing.csv": "a,b\n1,2\n",
     "s_extra.csv": "a,b,c,d\n1,2,3,4\n",
     "s_ragged.csv": "a,b,c\n1,2,3\n4,5,6,7\n",
+    "s_ragged_label.csv": "a,b,c,label\n1,2,3,0\n4,5,6,1\n7,8,9,0,1\n",
+    "s_ragged_first.csv": "a,b,c\n1,2,3,4\n5,6,7,8\n",
+    "s_semicolon.csv": "a;b;c\n1;2;3\n4;5;6\n",
+    "s_bigint.csv": "a,b,c\n1,99999999999999999999999999,3\n4,5,6\n",
+    "s_hugeint.csv": f"a,b,c\n1,{10**40},3\n4,5,6\n",
     "s_fake.parquet": "a,b,c\n1,2,3\n",
     "s_header.csv": "a,b,c\n",
     "s_empty.csv": "",
@@ -389,16 +408,6 @@ SCORE_FILES = {
     "f_seven.csv": "a,b\n" + "".join(f"{i},{i * i}\n" for i in range(7)),
     "f_huge.csv": "a,b\n" + "".join(f"{i},{1e300 if i == 2 else i}\n" for i in range(20)),
 }
-_ITER_TABLE_USECOLS = (
-    "table.iter_table reads CSV chunks with usecols=..., and pandas then ignores extra fields: "
-    "a ragged row is scored silently (read_table refuses it); fix proposed in the issue-7 report"
-)
-
-_BIG_INT_CSV = (
-    "pandas reads integers beyond int64 as text (object dtype) and TablePreprocessor one-hot encodes "
-    "the column; fix proposed in the issue-7 report (try pd.to_numeric on object columns)"
-)
-
 CSV_OK = "a,b,label\n" + "\n".join(f"{i},{(i * 7) % 5},{int(i < 3)}" for i in range(30)) + "\n"
 
 # ------------------------------------------------------------------------------------ the table
@@ -548,8 +557,27 @@ CASES = [
     ("read_table", "constant column kept", table, ("k.csv", "a,b\n1,5\n2,5\n3,5\n", {}), ok(lambda t: np.testing.assert_array_equal(t.X[:, 1], 5))),
     ("read_table", "int64 max", table, ("m.csv", "a,b\n1,9223372036854775807\n2,3\n", {}), ok(lambda t: np.testing.assert_allclose(t.X[0, 1], 9.223372036854776e18))),
     ("read_table", "integer beyond int64 is read as a number", table, ("n.csv", "a,b\n1,99999999999999999999999999\n2,3\n", {}),
-     ok(lambda t: (t.feature_names == ["a", "b"] and t.X[0, 1] == 1e26) or pytest.fail(f"read as {t.feature_names}")),
-     pytest.mark.xfail(strict=True, reason=_BIG_INT_CSV)),
+     ok(lambda t: (t.feature_names == ["a", "b"] and t.X[0, 1] == 1e26) or pytest.fail(f"read as {t.feature_names}"))),
+    ("read_table", "integer beyond 1e30, then fit refuses it", table_then_fit, ("n.csv", "a,b\n" + "\n".join(f"{i},{10**40 if i == 3 else i}" for i in range(20)) + "\n"),
+     raises(InvalidInputError, "magnitude 1e\\+40")),
+    ("read_table", "numbers stored as text in Parquet are numbers", table, ("s.parquet", pd.DataFrame({"a": ["1", "2.5", None], "b": [1, 2, 3]}), {}),
+     ok(lambda t: (t.feature_names == ["a", "b"] and t.X[:, 0].tolist() == [1.0, 2.5, 1.75]) or pytest.fail(f"read as {t.feature_names}"))),
+    ("read_table", "first row with an extra field (was: columns shifted)", table, ("r.csv", "a,b\n1,2,3\n4,5,6\n", {}),
+     raises(InvalidInputError, "line 2 has 3 fields but the header has 2")),
+    ("read_table", "first row with an extra field, then a short row", table, ("r.csv", "a,b\n1,2,3\n4,5\n", {}),
+     raises(InvalidInputError, "line 2 has 3 fields but the header has 2")),
+    ("read_table", "a separator at the end of every line", table, ("r.csv", "a,b\n1,2,\n4,5,\n", {}),
+     raises(InvalidInputError, "line 2 has 3 fields .*separator at the end")),
+    ("read_table", "';'-separated .csv is detected", table, ("s.csv", "a;b\n1.5;2\n3;4\n", {}),
+     ok(lambda t: np.testing.assert_array_equal(t.X, [[1.5, 2], [3, 4]]))),
+    ("read_table", "tab-separated .csv is detected", table, ("s.csv", "a\tb\n1\t2\n3\t4\n", {}),
+     ok(lambda t: np.testing.assert_array_equal(t.X, [[1, 2], [3, 4]]))),
+    ("read_table", "'|'-separated .txt is detected", table, ("s.txt", "a|b\n1|2\n3|4\n", {}),
+     ok(lambda t: np.testing.assert_array_equal(t.X, [[1, 2], [3, 4]]))),
+    ("read_table", "',' file with ';' in quoted text stays ','", table, ("s.csv", 'a,b\n"x;y",1\n"z;w",2\n', {}),
+     ok(lambda t: t.feature_names == ["b", "a=x;y", "a=z;w", "a=__other__"] or pytest.fail(str(t.feature_names)))),
+    ("read_table", "header with ';' but rows that disagree", table, ("s.csv", "a;b\n1\n2\n", {}),
+     raises(InvalidInputError, "single column 'a;b': its header holds ';'")),
     ("read_table", "a good file", table, ("g.csv", CSV_OK, {"label_column": "label"}), ok(lambda t: np.testing.assert_array_equal(t.y[:4], [1, 1, 1, 0]))),
     ("read_table", "1e300 is read, then fit refuses it", table_then_fit, ("b.csv", "a,b\n" + "\n".join(f"{i},{1e300 if i == 3 else i}" for i in range(20)) + "\n"),
      raises(InvalidInputError, "magnitude 1e\\+300")),
@@ -566,6 +594,7 @@ CASES = [
     ("load", "weights are text (checksum updated)", load, lambda p: (_write(WEIGHTS_FILE, b"hello")(p), _edit_config(lambda m: m.pop("weights_sha256"))(p)), raises(ModelFileError, "cannot be read")),
     ("load", "NaN weights (checksum updated)", load, _rewrite_weights(_nan_first_float), raises(ModelFileError, "NaN or infinite")),
     ("load", "a tensor of the wrong shape (checksum updated)", load, _rewrite_weights(_reshape_one), raises(ModelFileError, "shape")),
+    ("load", "a tensor transposed (same size, checksum updated)", load, _rewrite_weights(_transpose_one), raises(ModelFileError, "shape")),
     ("load", "a billion experts", load, _edit_config(_huge_experts), raises(ModelFileError, "n_experts")),
     ("load", "a billion features", load, _edit_config(_huge_features), raises(ModelFileError, "inconsistent")),
     ("load", "parameters of the wrong type", load, _edit_config(lambda m: m["config"]["params"].update(n_jobs="x")), raises(ModelFileError, "n_jobs")),
@@ -615,8 +644,14 @@ CASES = [
     ("cli", "score: value 1e300", cli_table_model, ["score", "{tmodel}", "{tmp}/s_huge.csv", "--out", "{tmp}/o.csv"], exits(2, "magnitude 1e\\+300")),
     ("cli", "score: Parquet that is text", cli_table_model, ["score", "{tmodel}", "{tmp}/s_fake.parquet", "--out", "{tmp}/o.csv"], exits(2, "Parquet magic bytes")),
     ("cli", "score: empty file", cli_table_model, ["score", "{tmodel}", "{tmp}/s_empty.csv", "--out", "{tmp}/o.csv"], exits(2, "cannot read")),
-    ("cli", "score: ragged row", cli_table_model, ["score", "{tmodel}", "{tmp}/s_ragged.csv", "--out", "{tmp}/o.csv"], exits(2, "Expected 3 fields"),
-     pytest.mark.xfail(strict=True, reason=_ITER_TABLE_USECOLS)),
+    ("cli", "score: ragged row", cli_table_model, ["score", "{tmodel}", "{tmp}/s_ragged.csv", "--out", "{tmp}/o.csv"], exits(2, "Expected 3 fields in line 3, saw 4")),
+    ("cli", "score: ragged row, with a column not scored", cli_table_model, ["score", "{tmodel}", "{tmp}/s_ragged_label.csv", "--out", "{tmp}/o.csv"],
+     exits(2, "Expected 4 fields in line 4, saw 5")),
+    ("cli", "score: first row with an extra field", cli_table_model, ["score", "{tmodel}", "{tmp}/s_ragged_first.csv", "--out", "{tmp}/o.csv"],
+     exits(2, "line 2 has 4 fields but the header has 3")),
+    ("cli", "score: ';'-separated file", cli_table_model, ["score", "{tmodel}", "{tmp}/s_semicolon.csv", "--out", "{tmp}/o.csv"], exits(0, "scored 2 rows")),
+    ("cli", "score: integer beyond int64", cli_table_model, ["score", "{tmodel}", "{tmp}/s_bigint.csv", "--out", "{tmp}/o.csv"], exits(0, "scored 2 rows")),
+    ("cli", "score: integer beyond 1e30", cli_table_model, ["score", "{tmodel}", "{tmp}/s_hugeint.csv", "--out", "{tmp}/o.csv"], exits(2, "magnitude 1e\\+40")),
     ("cli", "score: --chunk-rows 0", cli_table_model, ["score", "{tmodel}", "{tmp}/s_good.csv", "--out", "{tmp}/o.csv", "--chunk-rows", "0"], exits(2, "chunk-rows")),
     ("cli", "score: unsupported output type", cli_table_model, ["score", "{tmodel}", "{tmp}/s_good.csv", "--out", "{tmp}/o.xlsx"], exits(2, "unsupported output type")),
     ("cli", "score: output file exists", cli_table_model, ["score", "{tmodel}", "{tmp}/s_good.csv", "--out", "{tmp}/s_exists.csv"], exits(2, "already exists")),
@@ -727,3 +762,30 @@ def test_ppo_stops_when_its_loss_diverges():
     config = PPOConfig(n_steps=4, minibatch_size=8, update_epochs=2, learning_rate=1e30, anneal_lr=False)
     with pytest.raises(TrainingDivergedError, match=r"PPO training diverged: .* in iteration \d"):
         train_agent(env, policy, config, iterations=3)
+
+
+def _network_grid():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    grid = list(itertools.product(["row", "feature", "patch"], [True, False], [1, 3], [4, 20, 33], [1, 3], [2, 8], [2, 4], [3, 32]))
+    for i in rng.choice(len(grid), 24, replace=False):
+        tok, bi, layers, d_model, expand, d_state, d_conv, max_tokens = grid[i]
+        params = dict(tokenizer=tok, bidirectional=bi, n_layers=layers, d_model=d_model, expand=expand,
+                      d_state=d_state, d_conv=d_conv, max_tokens=max_tokens)
+        yield MambaDetector, params, None
+        yield MoME, {**params, "feature_dim": int(rng.choice([0, 3]))}, int(rng.choice([1, 3]))
+
+
+@pytest.mark.parametrize("cls, params, n_experts", list(_network_grid()))
+def test_the_loader_counts_network_values_exactly(cls, params, n_experts):
+    """``from_config`` builds a network only when ``_net_numel`` (arithmetic on the config) equals
+    the values stored; it must agree with the networks actually built, or loading gets slow."""
+    est = cls(**params)
+    est._validate_params()
+    if n_experts is not None:
+        est.n_experts_ = n_experts
+    for n_features in (1, 7, 40):
+        with torch.device("meta"):
+            net = est._build_net(n_features, None, 0)
+        assert est._net_numel(n_features) == sum(v.numel() for v in net.state_dict().values())

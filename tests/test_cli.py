@@ -37,6 +37,22 @@ def test_datasets_info(shared_dir):
     assert "checksum ok" in result.output
 
 
+def test_datasets_info_says_when_no_checksum_is_registered(tmp_path):
+    import numpy as np
+
+    from swifthydra.datasets import get_dataset_info
+
+    info = get_dataset_info("cardio")
+    assert info.sha256 is None  # the registry has no checksum for it
+    y = np.zeros(info.rows, dtype=np.int64)
+    y[: info.anomalies] = 1
+    np.savez(tmp_path / info.file, X=np.random.default_rng(0).normal(size=(info.rows, info.features)), y=y)
+    result = runner.invoke(app, ["datasets", "info", "cardio", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "checksum ok" not in result.output
+    assert "checksum not checked (none registered); shape and anomaly count match the registry" in result.output
+
+
 def test_unknown_dataset_is_one_line_error():
     result = subprocess.run(
         [sys.executable, "-m", "swifthydra.cli", "datasets", "info", "cardoi"],

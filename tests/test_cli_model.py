@@ -297,3 +297,56 @@ def test_a_model_saved_from_python(fitted, tmp_path):
         result = _invoke("export-onnx", tmp_path / "py_model", tmp_path / "m.onnx")
         assert result.exit_code == 0, result.output
         assert "inputs 'features'" in result.output and "onnxruntime agrees with PyTorch" in result.output
+
+
+def test_the_model_kind_named_without_torch_is_swifthydras():
+    from swifthydra.cli_model import _MODEL_KIND
+    from swifthydra.hydra import MODEL_KIND
+
+    assert _MODEL_KIND == MODEL_KIND
+
+
+def test_start_up_imports_only_what_a_command_needs(fitted, tmp_path):
+    """`import swifthydra`, the CLI and --help import neither scikit-learn nor torch; loading a
+    model (what `score` does) does not import torch._dynamo through the detectors (the shapes
+    are checked by arithmetic, no optimiser is made)."""
+    d, _, _ = fitted
+    code = (
+        "import sys, gc\n"
+        "import swifthydra, swifthydra.cli\n"
+        "from swifthydra import InvalidInputError\n"
+        "assert not {'sklearn', 'torch', 'pandas'} & set(sys.modules), sorted(m for m in ('sklearn', 'torch', 'pandas') if m in sys.modules)\n"
+        "from swifthydra.exceptions import NotFittedError\n"
+        "import sklearn.exceptions\n"
+        "assert issubclass(NotFittedError, sklearn.exceptions.NotFittedError) and swifthydra.NotFittedError is NotFittedError\n"
+        "from swifthydra.detector import MambaDetector, MoME\n"
+        "from swifthydra.io import load_model_dir\n"
+        f"meta, tensors = load_model_dir({str(d / 'model')!r})\n"
+        "cfg = meta['config']\n"
+        "part = lambda p: {k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + '.')}\n"
+        "MambaDetector.from_config(cfg['detector'], part('detector'))\n"
+        "mome = MoME.from_config(cfg['mome'], part('mome'))\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "assert mome.optimizer_ is None\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    help_ = subprocess.run([sys.executable, "-X", "importtime", "-m", "swifthydra.cli", "--help"],
+                           capture_output=True, text=True, timeout=300)
+    assert help_.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in help_.stderr.splitlines() if line.startswith("import time:")}
+    assert not {"sklearn", "torch"} & imported
+
+
+def test_score_leaves_the_garbage_collector_as_it_found_it(fitted, tmp_path):
+    import gc
+
+    d, df, _ = fitted
+    df.drop(columns=["is_fraud"]).to_csv(tmp_path / "new.csv", index=False)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    for args in (["score", d / "model", tmp_path / "new.csv", "--out", tmp_path / "s.csv"],
+                 ["score", d / "nomodel", tmp_path / "new.csv", "--out", tmp_path / "t.csv"],
+                 ["explain", d / "model", tmp_path / "new.csv", "--top", "2"]):
+        _invoke(*args)
+        assert gc.isenabled() and gc.get_freeze_count() == 0

@@ -110,3 +110,99 @@ def test_broken_files(tmp_path):
     ok.write_text("a,b\n1,2\n")
     with pytest.raises(InvalidInputError, match="label column 'label' is not in"):
         read_table(ok, label_column="label")
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("semicolon.csv", "a;b;label\n1.5;x;1\n2;y;0\n3;x;0\n"),
+        ("tab.csv", "a\tb\tlabel\n1.5\tx\t1\n2\ty\t0\n3\tx\t0\n"),
+        ("pipe.txt", "a|b|label\n1.5|x|1\n2|y|0\n3|x|0\n"),
+        ("quoted.csv", 'a,b,label\n1.5,"x;1|2",1\n2,y,0\n3,"x;1|2",0\n'),
+        ("plain.tsv", "a\tb\tlabel\n1.5\tx\t1\n2\ty\t0\n3\tx\t0\n"),
+    ],
+)
+def test_the_separator_is_detected(tmp_path, name, content):
+    from swifthydra.datasets.table import iter_table, table_columns
+
+    path = tmp_path / name
+    path.write_text(content)
+    assert table_columns(path) == ["a", "b", "label"]
+    t = read_table(path, label_column="label")
+    assert t.y.tolist() == [1, 0, 0]
+    assert t.X[:, 0].tolist() == [1.5, 2.0, 3.0]
+    assert t.feature_names[0] == "a" and t.feature_names[1].startswith("b=")
+    chunks = list(iter_table(path, ["a", "b"], chunk_rows=2, string_columns=["b"]))
+    assert pd.concat(chunks)["a"].tolist() == [1.5, 2.0, 3.0]
+
+
+def test_a_header_split_by_no_separator_is_an_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("a;b\n1\n2\n")  # the header says ';', the rows do not
+    with pytest.raises(InvalidInputError, match=r"single column 'a;b': its header holds ';'"):
+        read_table(path)
+    from swifthydra.datasets.table import table_columns
+
+    with pytest.raises(InvalidInputError, match="single column"):
+        table_columns(path)
+    single = tmp_path / "single.csv"
+    single.write_text("value\n1\n2\n")  # one column without any separator is fine
+    assert read_table(single).X.tolist() == [[1.0], [2.0]]
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("a,b\n1,2\n3,4\n5,6,7\n", "Expected 2 fields in line 4, saw 3"),
+        ("a,b\n1,2,3\n4,5,6\n", "line 2 has 3 fields but the header has 2"),  # pandas: a row index
+        ("a,b\n\n1,2,3\n4,5\n", "line 3 has 3 fields but the header has 2"),
+        ("a,b\n1,2,\n4,5,\n", "line 2 has 3 fields .*separator at the end of the lines"),
+    ],
+)
+def test_rows_with_too_many_fields_name_their_line(tmp_path, content, match):
+    from swifthydra.datasets.table import iter_table
+
+    path = tmp_path / "ragged.csv"
+    path.write_text(content)
+    with pytest.raises(InvalidInputError, match=match):
+        read_table(path)
+    for columns in (["a", "b"], ["a"]):  # also when not every column is wanted
+        with pytest.raises(InvalidInputError, match=match):
+            list(iter_table(path, columns, chunk_rows=1))
+
+
+def test_iter_table_names_absent_columns(tmp_path):
+    from swifthydra.datasets.table import iter_table
+
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(InvalidInputError, match=r"columns \['z'\] are not in the file"):
+        list(iter_table(path, ["a", "z"]))
+
+
+def test_numbers_read_as_text_or_objects_are_numeric(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("a,b,c\n1,99999999999999999999999999,x\n2,3,y\n3,,x\n")
+    t = read_table(path)  # pandas reads b as Python ints in an object column
+    assert t.feature_names == ["a", "b", "c=x", "c=y", "c=__other__"]
+    assert t.X[:, 1].tolist() == [1e26, 3.0, (1e26 + 3.0) / 2]  # the missing value gets the median
+    pre = TablePreprocessor.from_dict(json.loads(json.dumps(t.preprocessor.to_dict())))
+    # at scoring time the same column may come as int64, float64 or objects, chunk by chunk
+    for b in (pd.Series([5, 6]), pd.Series([5.0, np.nan]), pd.Series([10**20, 6], dtype=object), pd.Series(["5", "6"])):
+        X = pre.transform(pd.DataFrame({"a": [1, 2], "b": b, "c": ["x", "y"]}))
+        assert X[0, 1] == float(b[0])
+    with pytest.raises(InvalidInputError, match="'b' holds non-numeric"):
+        pre.transform(pd.DataFrame({"a": [1], "b": ["many"], "c": ["x"]}))
+    # text that is not all numbers stays categorical; an all-missing column too
+    df = pd.DataFrame({"n": ["1", "2", "3"], "t": ["1", "2", "three"], "e": pd.Series([None] * 3, dtype=object)})
+    pre = TablePreprocessor().fit(df)
+    assert pre.numeric_columns_ == ["n"] and sorted(pre.categories_) == ["e", "t"]
+
+
+def test_preprocessing_saved_by_an_older_version_loads(frame):
+    state = TablePreprocessor(exclude=["id", "is_fraud"]).fit(frame).to_dict()
+    for key in ("dropped_columns", "modes"):  # not written by the first format
+        state.pop(key)
+    pre = TablePreprocessor.from_dict(state)
+    X = pre.transform(frame.drop(columns=["id", "is_fraud"]).astype({"count": object}))
+    assert X.shape == (5, 7) and X[:, 1].tolist() == [1, 2, 3, 4, 5]

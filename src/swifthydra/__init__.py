@@ -15,7 +15,6 @@ from swifthydra.exceptions import (  # noqa: E402
     DownloadError,
     InvalidInputError,
     ModelFileError,
-    NotFittedError,
     SwiftHydraError,
     TrainingDivergedError,
     UnknownDatasetError,
@@ -37,9 +36,19 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # SwiftHydra pulls in torch: import it on first use so `swifthydra --help` stays fast.
+    # SwiftHydra pulls in torch and NotFittedError scikit-learn (it is also scikit-learn's
+    # NotFittedError): import them on first use so `import swifthydra` and `swifthydra --help`
+    # stay fast.
     if name == "SwiftHydra":
         from swifthydra.hydra import SwiftHydra
 
         return SwiftHydra
+    if name == "NotFittedError":
+        from swifthydra.exceptions import NotFittedError
+
+        return NotFittedError
     raise AttributeError(f"module 'swifthydra' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -8,6 +8,7 @@ standard error and a non-zero exit status; heavy libraries are imported inside t
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -166,7 +167,14 @@ def datasets_info(
     typer.echo(f"{'path':10s} {path if path else '(not on disk; `swifthydra datasets download ' + info.short + '`)'}")
     if path is not None:
         X, y = load_adbench(info.name, data_dir, download=False)
-        typer.echo(f"{'loaded':10s} X {X.shape}, {int(y.sum())} anomalies, checksum ok")
+        if info.sha256:
+            verified = "checksum ok"
+        else:  # load_adbench then checks what the registry knows instead
+            known = [what for what, value in (("shape", info.rows if info.rows is not None else info.features),
+                                               ("anomaly count", info.anomalies)) if value is not None]
+            verified = "checksum not checked (none registered)" + (
+                f"; {' and '.join(known)} match the registry" if known else "")
+        typer.echo(f"{'loaded':10s} X {X.shape}, {int(y.sum())} anomalies, {verified}")
 
 
 # ------------------------------------------------------------------------------------------- demo
@@ -201,7 +209,15 @@ _register_subcommands()
 
 def main() -> None:
     """Entry point of the console script."""
-    app()
+    try:
+        app()
+    finally:
+        # The command is over (its files written and closed). With torch, scikit-learn and pandas
+        # loaded, the interpreter's last garbage collections at exit walk ~400,000 objects several
+        # times (measured: 0.7 s of a 6 s `swifthydra score`). Freezing them skips only those
+        # cycle searches: modules are still torn down, atexit handlers run, stdout/stderr are
+        # flushed.
+        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ libraries are imported inside the commands.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import os
 import sys
@@ -49,24 +50,57 @@ def _check_new_model_dir(out: Path, force: bool) -> None:
             )
 
 
+class _StartupGC:
+    """Garbage collection around a command that imports torch & co., then streams a table.
+
+    Importing torch, scikit-learn and pandas creates ~600,000 long-lived objects; on the way the
+    collector runs full collections that walk all of them (measured: about 0.5 s in all, more on
+    a busy machine). Inside ``with _StartupGC() as startup:`` collection is off until
+    :meth:`done` (call it once the model is loaded), which freezes what exists then (it lives
+    until the end anyway) so the collections during streaming skip it, and turns collection back
+    on. On leaving the block the objects are unfrozen again (unless something else had frozen
+    objects before) and the collector is left as it was found.
+    """
+
+    def __enter__(self) -> _StartupGC:
+        self.enabled = gc.isenabled()
+        self.unfreeze = gc.get_freeze_count() == 0
+        gc.disable()
+        return self
+
+    def done(self) -> None:
+        gc.freeze()
+        if self.enabled:
+            gc.enable()
+
+    def __exit__(self, *exc) -> None:
+        if self.unfreeze:
+            gc.unfreeze()
+        if self.enabled:
+            gc.enable()
+
+
 def _threads(threads: int) -> int:
     if threads < 0:
         raise InvalidInputError(f"--threads must be >= 0 (0 = all cores), got {threads}.")
     return threads or (os.cpu_count() or 1)
 
 
-def load_table_model(model_dir: Path, *, need_preprocessing: bool = True):
-    """``(estimator, config meta, preprocessing state)`` of a model directory.
+_MODEL_KIND = "swifthydra.SwiftHydra"  # swifthydra.hydra.MODEL_KIND, named here without importing torch
 
-    The preprocessing state is ``None`` for a model saved from Python without one (allowed only
-    when ``need_preprocessing`` is false).
+
+def read_table_state(model_dir: Path, *, need_preprocessing: bool = True):
+    """``(config meta, preprocessing state)`` of a model directory, checked, without loading the
+    model (no torch): the state's ``"preprocessor"`` is a :class:`TablePreprocessor`.
+
+    The state is ``None`` for a model saved from Python without one (allowed only when
+    ``need_preprocessing`` is false).
     """
     from swifthydra.datasets.table import TablePreprocessor
-    from swifthydra.hydra import MODEL_KIND, SwiftHydra
     from swifthydra.io import read_model_config, read_model_json
 
-    meta = read_model_config(model_dir, MODEL_KIND)
-    state = read_model_json(model_dir, PREPROCESSING_FILE, MODEL_KIND)
+    meta = read_model_config(model_dir, _MODEL_KIND)
+    state = read_model_json(model_dir, PREPROCESSING_FILE, _MODEL_KIND)
     if state is None and need_preprocessing:
         raise ModelFileError(
             f"{model_dir} was saved without table preprocessing (SwiftHydra.save from Python): "
@@ -77,13 +111,31 @@ def load_table_model(model_dir: Path, *, need_preprocessing: bool = True):
             state["preprocessor"] = TablePreprocessor.from_dict(state["preprocessor"])
         except (KeyError, TypeError, InvalidInputError) as exc:
             raise ModelFileError(f"{model_dir / PREPROCESSING_FILE} is not a valid preprocessing ({exc}).") from None
+    return meta, state
+
+
+def load_table_estimator(model_dir: Path, state: dict | None):
+    """The SwiftHydra of a model directory (on the CPU), checked against its preprocessing state
+    (from :func:`read_table_state`)."""
+    from swifthydra.hydra import SwiftHydra
+
     est = SwiftHydra.load(model_dir, device="cpu")
     if state is not None and len(state["preprocessor"].feature_names_) != est.n_features_in_:
         raise ModelFileError(
             f"{model_dir}: the preprocessing makes {len(state['preprocessor'].feature_names_)} features but the "
             f"model expects {est.n_features_in_}; the model directory is inconsistent."
         )
-    return est, meta, state
+    return est
+
+
+def load_table_model(model_dir: Path, *, need_preprocessing: bool = True):
+    """``(estimator, config meta, preprocessing state)`` of a model directory.
+
+    The preprocessing state is ``None`` for a model saved from Python without one (allowed only
+    when ``need_preprocessing`` is false).
+    """
+    meta, state = read_table_state(model_dir, need_preprocessing=need_preprocessing)
+    return load_table_estimator(model_dir, state), meta, state
 
 
 def _probability(scores):
@@ -104,55 +156,67 @@ def _resolve_id_column(columns: list[str], id_column: str | None, state: dict, p
     return trained if trained is not None and trained in columns else None
 
 
-def _prefetch(items, depth: int = 1):
-    """Iterate ``items`` (a generator) in a background thread, at most ``depth`` items ahead.
+class _Prefetch:
+    """Iterate ``items`` (a generator) in a background thread, at most ``depth`` items ahead;
+    the thread starts at once.
 
     The next chunk is read and preprocessed while this one is scored (measured: about 30% faster
-    end to end on 2 cores). Memory stays bounded: at most ``depth + 2`` chunks exist at once.
-    Exceptions reach the consumer; when the consumer stops early the producer stops and closes
-    the generator (and its file).
+    end to end on 2 cores), and the first ones while the model loads. Memory stays bounded: at
+    most ``depth + 2`` chunks exist at once. Exceptions reach the consumer. :meth:`close` (or
+    leaving a ``with`` block) stops the producer, which closes the generator (and its file).
     """
-    import queue
-    import threading
 
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
+    def __init__(self, items, depth: int = 1) -> None:
+        import queue
+        import threading
 
-    def put(entry) -> bool:
-        while not stop.is_set():
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._full = queue.Full
+        self._stop = threading.Event()
+        self._done = object()
+        self._items = items
+        self._thread = threading.Thread(target=self._run, name="swifthydra-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, entry) -> bool:
+        while not self._stop.is_set():
             try:
-                q.put(entry, timeout=0.05)
+                self._queue.put(entry, timeout=0.05)
                 return True
-            except queue.Full:
+            except self._full:
                 continue
         return False
 
-    def run() -> None:
+    def _run(self) -> None:
         try:
-            for item in items:
-                if not put((True, item)):
+            for item in self._items:
+                if not self._put((True, item)):
                     break
             else:
-                put((True, done))
+                self._put((True, self._done))
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put((False, exc))
+            self._put((False, exc))
         finally:
-            items.close()
+            self._items.close()
 
-    thread = threading.Thread(target=run, name="swifthydra-prefetch", daemon=True)
-    thread.start()
-    try:
+    def __iter__(self):
         while True:
-            ok, item = q.get()
+            ok, item = self._queue.get()
             if not ok:
                 raise item
-            if item is done:
+            if item is self._done:
                 return
             yield item
-    finally:
-        stop.set()
-        thread.join()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _prepared_chunks(pre, data: Path, wanted: list[str], chunk_rows: int, strings: list[str]):
@@ -171,23 +235,25 @@ def _prepared_chunks(pre, data: Path, wanted: list[str], chunk_rows: int, string
         start += len(chunk)
 
 
-def _scored_chunks(est, state: dict, data: Path, chunk_rows: int, id_column: str | None):
-    """Yield ``(start_row, chunk DataFrame, X, scores, id column)`` for the file, chunk by chunk."""
-    from swifthydra.datasets.table import table_columns
-
+def _table_chunks(state: dict, data: Path, columns: list[str], chunk_rows: int, id_column: str | None) -> _Prefetch:
+    """Check the table's ``columns`` against the preprocessing and start reading it: a
+    :class:`_Prefetch` of ``(start_row, chunk DataFrame, X)`` (use it in a ``with`` block)."""
     pre = state["preprocessor"]
-    columns = table_columns(data)
-    id_column = _resolve_id_column(columns, id_column, state, data)
     pre.check_columns(columns, allowed_extra=[id_column] if id_column else [])
     wanted = list(pre.input_columns_) + ([id_column] if id_column and id_column not in pre.input_columns_ else [])
     # CSV: categorical and id columns as text, so every chunk types them as in the whole file
     strings = list(pre.categories_) + ([id_column] if id_column and id_column not in pre.numeric_columns_ else [])
-    for start, chunk, X in _prefetch(_prepared_chunks(pre, data, wanted, chunk_rows, strings)):
+    return _Prefetch(_prepared_chunks(pre, data, wanted, chunk_rows, strings))
+
+
+def _scored_chunks(est, chunks: _Prefetch, data: Path):
+    """Yield ``(start_row, chunk DataFrame, X, scores)`` for the chunks of :func:`_table_chunks`."""
+    for start, chunk, X in chunks:
         try:
             scores = est.decision_function(X)
         except InvalidInputError as exc:
             raise InvalidInputError(f"{data}, data rows {start + 1}-{start + len(chunk)}: {exc}") from None
-        yield start, chunk, X, scores, id_column
+        yield start, chunk, X, scores
 
 
 def _output_kind(out: Path) -> str:
@@ -422,29 +488,35 @@ def score(
         raise InvalidInputError(f"--out {out} is a directory: give the path of the file to write.")
     if data.exists() and out.exists() and out.resolve() == data.resolve():
         raise InvalidInputError("--out must not be the input file.")
+    n_jobs = _threads(threads)
     from swifthydra.datasets.table import table_columns
 
-    columns = table_columns(data)  # a missing or unreadable file fails now, before the model loads
-    est, _, state = load_table_model(model_dir)
-    est.n_jobs = _threads(threads)
-    id_column = _resolve_id_column(columns, id_column, state, data)
-    t0 = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    n_rows = n_flagged = 0
-    try:
-        with _ScoreWriter(tmp, out_kind, id_column) as writer:
-            for _, chunk, _, scores, id_col in _scored_chunks(est, state, data, chunk_rows, id_column):
-                flagged = scores > est.threshold_
-                writer.write(chunk[id_col] if id_col else None, scores, flagged, _probability(scores))
-                n_rows += len(scores)
-                n_flagged += int(flagged.sum())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _StartupGC() as startup:
+        columns = table_columns(data)  # a missing or unreadable file fails now, before the model loads
+        _, state = read_table_state(model_dir)
+        id_column = _resolve_id_column(columns, id_column, state, data)
+        # the first chunks are read and preprocessed while torch & co. are imported and the model loads
+        with _table_chunks(state, data, columns, chunk_rows, id_column) as chunks:
+            est = load_table_estimator(model_dir, state)
+            startup.done()
+            est.n_jobs = n_jobs
+            t0 = time.perf_counter()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            n_rows = n_flagged = 0
+            try:
+                with _ScoreWriter(tmp, out_kind, id_column) as writer:
+                    for _, chunk, _, scores in _scored_chunks(est, chunks, data):
+                        flagged = scores > est.threshold_
+                        writer.write(chunk[id_column] if id_column else None, scores, flagged, _probability(scores))
+                        n_rows += len(scores)
+                        n_flagged += int(flagged.sum())
+                os.replace(tmp, out)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
     seconds = time.perf_counter() - t0
     share = n_flagged / n_rows if n_rows else 0.0
     typer.echo(
@@ -545,30 +617,39 @@ def explain(
         raise InvalidInputError(f"--format must be table, csv or markdown, got {fmt!r}.")
     if chunk_rows < 1:
         raise InvalidInputError(f"--chunk-rows must be >= 1, got {chunk_rows}.")
+    n_jobs = _threads(threads)
     from swifthydra.datasets.table import table_columns
 
-    table_columns(data)  # a missing or unreadable file fails now, before the model loads
-    est, _, state = load_table_model(model_dir)
-    est.n_jobs = _threads(threads)
+    with _StartupGC() as startup:
+        columns = table_columns(data)  # a missing or unreadable file fails now, before the model loads
+        _, state = read_table_state(model_dir)
+        id_col = _resolve_id_column(columns, id_column, state, data)
+        chunks = _table_chunks(state, data, columns, chunk_rows, id_col)  # read while the model loads
+        try:
+            est = load_table_estimator(model_dir, state)
+        except BaseException:
+            chunks.close()
+            raise
+        startup.done()
+    est.n_jobs = n_jobs
     pre = state["preprocessor"]
     # keep only the running top rows: their position, score, features and raw values
     best_rows = np.empty(0, dtype=np.int64)
     best_scores = np.empty(0)
     best_X = np.empty((0, est.n_features_in_))
     best_raw: pd.DataFrame | None = None
-    id_col = None
-    for start, chunk, X, scores, chunk_id_col in _scored_chunks(est, state, data, chunk_rows, id_column):
-        id_col = chunk_id_col
-        k = min(top, len(scores))
-        idx = np.argpartition(-scores, k - 1)[:k]
-        raw = chunk.iloc[idx].reset_index(drop=True)
-        best_rows = np.concatenate([best_rows, start + idx])
-        best_scores = np.concatenate([best_scores, scores[idx]])
-        best_X = np.vstack([best_X, X[idx]])
-        best_raw = raw if best_raw is None else pd.concat([best_raw, raw], ignore_index=True)
-        order = np.lexsort((best_rows, -best_scores))[:top]  # highest score first, ties by row
-        best_rows, best_scores, best_X = best_rows[order], best_scores[order], best_X[order]
-        best_raw = best_raw.iloc[order].reset_index(drop=True)
+    with chunks:
+        for start, chunk, X, scores in _scored_chunks(est, chunks, data):
+            k = min(top, len(scores))
+            idx = np.argpartition(-scores, k - 1)[:k]
+            raw = chunk.iloc[idx].reset_index(drop=True)
+            best_rows = np.concatenate([best_rows, start + idx])
+            best_scores = np.concatenate([best_scores, scores[idx]])
+            best_X = np.vstack([best_X, X[idx]])
+            best_raw = raw if best_raw is None else pd.concat([best_raw, raw], ignore_index=True)
+            order = np.lexsort((best_rows, -best_scores))[:top]  # highest score first, ties by row
+            best_rows, best_scores, best_X = best_rows[order], best_scores[order], best_X[order]
+            best_raw = best_raw.iloc[order].reset_index(drop=True)
     if best_raw is None:
         raise InvalidInputError(f"{data} has no data rows to explain.")
     groups = pre.feature_groups_

@@ -44,6 +44,31 @@ CONFIG_FORMAT_VERSION = 1
 _MAX_GRAD_NORM = 5.0
 
 
+def _scorer_numel(
+    n_features: int, tokenizer: str, cfg: MambaConfig, tokenizer_kwargs: dict[str, int], *, standardize: bool
+) -> int:
+    """Values in the state_dict of ``MambaScorer(n_features, tokenizer, cfg, standardize=...,
+    tokenizer_kwargs=...)`` (:mod:`swifthydra.nn`), by arithmetic; a test compares it with built
+    networks of every kind."""
+    f, d = int(n_features), int(cfg.d_model)
+    n = 2 * f if standardize else 0  # Standardize: mean, scale
+    if tokenizer == "row":
+        m = int(tokenizer_kwargs.get("feature_dim", 0))
+        n += 2 * f * m + (f * max(m, 1) * d + d)  # embeddings, projection
+    elif tokenizer == "feature":
+        n += 2 * f * d
+    else:  # patch
+        p = max(int(tokenizer_kwargs.get("patch_size") or 1), math.ceil(f / int(tokenizer_kwargs.get("max_tokens", 32))))
+        length = math.ceil(f / p)
+        n += length * p * d + length * d
+    d_in, state, rank, conv = int(cfg.d_inner), int(cfg.d_state), int(cfg.rank), int(cfg.d_conv)
+    # conv1d (depthwise, bias), x_proj, dt_proj (bias), A_log, D
+    ssm = (d_in * conv + d_in) + d_in * (rank + 2 * state) + (rank * d_in + d_in) + d_in * state + d_in
+    # RMSNorm, in_proj, out_proj, one or two SSMs
+    block = d + d * 2 * d_in + d_in * d + ssm * (2 if cfg.bidirectional else 1)
+    return n + int(cfg.n_layers) * block + d + (d + 1)  # blocks, final norm, head
+
+
 @contextmanager
 def _seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Run with torch's global RNG (CPU, and the CUDA device in use) seeded, restoring it after."""
@@ -436,6 +461,8 @@ class _NeuralDetector(BaseEstimator):
         """Train up to ``epochs`` epochs; with early stopping keep the weights of the best
         validation ``(AUC, loss)`` from epoch ``min_epochs`` on (the current weights count as
         achieving ``best``) and stop after ``patience`` epochs without one. Returns that pair."""
+        if self.optimizer_ is None:  # loaded with from_config
+            self.optimizer_ = _adamw(self.model_, self.lr, self.weight_decay)
         net, opt = self.model_, self.optimizer_
         Xt, yt, wt, tt = train
         y_np = yt.cpu().numpy()
@@ -641,11 +668,14 @@ class _NeuralDetector(BaseEstimator):
     ) -> _NeuralDetector:
         """Rebuild a fitted detector from :meth:`get_config` and :meth:`state_dict` output.
 
-        Everything is checked before memory is committed: the network is first built on PyTorch's
-        ``meta`` device (no storage) and its tensor names and shapes compared with
-        ``state_dict``, so a damaged or hostile config cannot make it allocate more than the
-        stored tensors; tensors holding NaN or infinite values are refused. Any mismatch raises
-        :class:`~swifthydra.exceptions.InvalidInputError`.
+        Everything is checked before memory is committed, so a damaged or hostile config cannot
+        make it allocate more than the stored tensors: the number of values the network holds is
+        worked out from the config by arithmetic (:meth:`_net_numel`) and, when it equals the
+        number stored, the network is built (as many values as are already in memory) and its
+        tensor names and shapes compared with ``state_dict``; otherwise the network is built on
+        PyTorch's ``meta`` device (no storage; slower: it imports ``torch._dynamo``, about a second)
+        to name what does not match. Tensors holding NaN or infinite values are refused. Any
+        mismatch raises :class:`~swifthydra.exceptions.InvalidInputError`.
         """
         if not isinstance(config, dict) or not isinstance(state_dict, dict):
             raise InvalidInputError("a detector config must be a JSON object and state_dict a dict of tensors.")
@@ -680,8 +710,17 @@ class _NeuralDetector(BaseEstimator):
                 )
             threshold = float(config["threshold"])
             n_epochs = int(config.get("n_epochs", 0))
-            with torch.device("meta"):  # shapes only, no memory
-                expected = {k: tuple(v.shape) for k, v in est._build_net(n_features, None, 0).state_dict().items()}
+            n_features = int(n_features)
+            stored = sum(int(t.numel()) for t in state_dict.values() if isinstance(t, torch.Tensor))
+            net = None
+            if est._net_numel(n_features) == stored:
+                # as many values as the file holds (already in memory): build the real network
+                with _seeded(0, torch.device("cpu")):
+                    net = est._build_net(n_features, None, 0)
+                expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+            else:  # shapes only, no memory, to say what does not match
+                with torch.device("meta"):
+                    expected = {k: tuple(v.shape) for k, v in est._build_net(n_features, None, 0).state_dict().items()}
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RuntimeError) as exc:
             raise InvalidInputError(f"invalid {cls.__name__} config ({type(exc).__name__}: {exc}).") from None
         for name, tensor in state_dict.items():
@@ -700,15 +739,18 @@ class _NeuralDetector(BaseEstimator):
                 f"state_dict does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}."
             )
         est.device_ = resolve_device(est.device)
-        est.n_features_in_ = int(n_features)
-        with _seeded(0, est.device_):
-            net = est._build_net(int(n_features), None, 0)
+        est.n_features_in_ = n_features
+        if net is None:  # _net_numel disagrees with a network that matches the file
+            with _seeded(0, est.device_):
+                net = est._build_net(n_features, None, 0)
         try:
             net.load_state_dict(state_dict)
         except RuntimeError as exc:
             raise InvalidInputError(f"state_dict does not match the config: {exc}") from None
         est.model_ = net.to(est.device_).eval()
-        est.optimizer_ = _adamw(est.model_, est.lr, est.weight_decay)
+        # made when training resumes (partial_fit): a new AdamW has no state to restore, and
+        # creating a torch optimizer imports torch._dynamo (about a second) which scoring never needs
+        est.optimizer_ = None
         est.threshold_ = threshold
         est.n_epochs_ = n_epochs
         est.history_ = []
@@ -716,6 +758,13 @@ class _NeuralDetector(BaseEstimator):
 
     def _restore_architecture(self, arch: dict[str, Any]) -> None:
         pass
+
+    def _net_numel(self, n_features: int) -> int:
+        """How many values the state_dict of ``_build_net(n_features, ...)`` holds, by arithmetic
+        (nothing is built). Used by :meth:`from_config` to build the network only when it is no
+        bigger than the stored tensors; a wrong count only costs time (the shapes are then
+        checked on the ``meta`` device), never correctness. ``-1``: unknown."""
+        return -1
 
 
 class MambaDetector(_NeuralDetector):
@@ -862,6 +911,10 @@ class MambaDetector(_NeuralDetector):
             dropout=float(self.dropout),
             tokenizer_kwargs=kwargs,
         )
+
+    def _net_numel(self, n_features: int) -> int:
+        kwargs = {"max_tokens": int(self.max_tokens)} if self.tokenizer == "patch" else {}
+        return _scorer_numel(n_features, self.tokenizer, self._mamba_config(), kwargs, standardize=True)
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MambaDetector:
         """Train on rows ``X`` with weak labels ``y`` (1 = known anomaly, 0 = unlabeled).
@@ -1073,6 +1126,16 @@ class MoME(_NeuralDetector):
             dropout=float(self.dropout),
             tokenizer_kwargs=kwargs,
         )
+
+    def _net_numel(self, n_features: int) -> int:
+        kwargs = {}
+        if self.tokenizer == "patch":
+            kwargs = {"max_tokens": int(self.max_tokens)}
+        elif self.tokenizer == "row":
+            kwargs = {"feature_dim": int(self.feature_dim)}
+        k = int(self.n_experts_)
+        expert = _scorer_numel(n_features, self.tokenizer, self._mamba_config(), kwargs, standardize=False)
+        return 2 * n_features + (n_features * k + k) + k * expert  # scaler, gate, experts
 
     def _train_schedule(self, train, val, seed: int) -> None:
         if not self.upcycle or self.n_experts_ == 1:

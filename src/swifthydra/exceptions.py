@@ -4,11 +4,17 @@ Every error a user can cause (bad data, unknown dataset, corrupt file, ...) is r
 subclass of :class:`SwiftHydraError` with a one-line message that names the problem and what to
 do about it. Subclasses also derive from the matching built-in type (``ValueError``,
 ``LookupError``, ``OSError``) so ordinary ``except ValueError`` code keeps working.
+
+:class:`NotFittedError` also derives from scikit-learn's ``NotFittedError`` (what scikit-learn's
+estimator checks expect). Importing scikit-learn takes about a second, so that class is created
+on first use (``from swifthydra.exceptions import NotFittedError`` or attribute access), not when
+this module is imported: the command line's start-up and error handling do not pay for it.
 """
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+import threading
+from typing import TYPE_CHECKING
 
 
 class SwiftHydraError(Exception):
@@ -42,9 +48,41 @@ class ModelFileError(SwiftHydraError, OSError):
     """A saved model cannot be loaded (missing, truncated, foreign, or a newer format)."""
 
 
-class NotFittedError(SwiftHydraError, _SklearnNotFittedError):
-    """A model was used before ``fit`` (also scikit-learn's ``NotFittedError``)."""
-
-
 class TrainingDivergedError(SwiftHydraError, FloatingPointError):
     """Training produced a non-finite loss, gradient or score (the message names where)."""
+
+
+def _define_not_fitted_error() -> type:
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(SwiftHydraError, _SklearnNotFittedError):
+        """A model was used before ``fit`` (also scikit-learn's ``NotFittedError``)."""
+
+    NotFittedError.__qualname__ = "NotFittedError"  # pickled by name, found by __getattr__
+    return NotFittedError
+
+
+if TYPE_CHECKING:  # what type checkers see; at run time the class is made by __getattr__
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(SwiftHydraError, _SklearnNotFittedError):
+        """A model was used before ``fit`` (also scikit-learn's ``NotFittedError``)."""
+
+
+_lazy_lock = threading.Lock()
+
+
+def __getattr__(name: str):
+    # NotFittedError is created once, on first use (see the module docstring); the lock keeps
+    # two threads from creating two different classes.
+    if name == "NotFittedError":
+        with _lazy_lock:
+            cls = globals().get(name)
+            if cls is None:
+                cls = globals()[name] = _define_not_fitted_error()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"NotFittedError"})

@@ -4,16 +4,23 @@
 ids. Non-numeric columns are one-hot encoded (``categorical="onehot"``), rejected with a message
 naming them (``categorical="reject"``) or left out (``categorical="drop"``); missing values are
 imputed with the training median / a ``__missing__`` category (``missing="impute"``) or rejected
-(``missing="reject"``). The fitted :class:`TablePreprocessor` is returned with the data; it is plain
-JSON-serialisable state, so the same transform applies at scoring time (``preprocessor.transform(df)``).
+(``missing="reject"``). A column whose values are all numbers is numeric even when pandas reads
+it as text or objects (integers beyond int64 in a CSV, numbers stored as strings in Parquet). The
+fitted :class:`TablePreprocessor` is returned with the data; it is plain JSON-serialisable state,
+so the same transform applies at scoring time (``preprocessor.transform(df)``).
 
 Files larger than memory are read in chunks: :func:`table_columns` reads only the header (CSV) or
 schema (Parquet), and :func:`iter_table` yields DataFrames of at most ``chunk_rows`` rows (Parquet
 through ``pyarrow.parquet.ParquetFile.iter_batches``, CSV through ``pandas.read_csv(chunksize=...)``).
+
+CSV files are read strictly: the separator of a ``.csv``/``.txt`` file is detected from its first
+lines (``,``, ``;``, tab or ``|``; ``.tsv`` is always tab-separated), and a row with more fields
+than the header is an error naming its line (rows with fewer fields have missing values).
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +58,86 @@ def _table_kind(path: Path) -> str:
     raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet.")
 
 
+_SEPARATORS = ",;\t|"
+_SNIFF_BYTES = 64 * 1024
+_SNIFF_LINES = 50
+
+
+def _sample_lines(path: Path) -> list[str]:
+    """The first non-blank lines of a text file (at most 64 KiB, whole lines only)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_SNIFF_BYTES)
+    except OSError:
+        return []
+    lines = raw.decode("utf-8-sig", errors="replace").splitlines()
+    if len(raw) == _SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # cut mid-line
+    return [line for line in lines if line.strip()][:_SNIFF_LINES]
+
+
+def _fields(line: str, sep: str) -> int:
+    try:
+        return len(next(csv.reader([line], delimiter=sep), []))
+    except csv.Error:
+        return 1
+
+
 def _csv_sep(path: Path) -> str:
-    return "\t" if path.suffix.lower() == ".tsv" else ","
+    """The field separator of a CSV file: tab for ``.tsv``; otherwise detected from the first lines
+    among ``,``, ``;``, tab and ``|`` (``,`` when the header holds none of the others, or when
+    the lines do not settle it)."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    lines = _sample_lines(path)
+    if not lines or not any(c in lines[0] for c in _SEPARATORS[1:]):
+        return ","  # the fast, common case: only commas (or a single column)
+    try:
+        sep = csv.Sniffer().sniff("\n".join(lines), delimiters=_SEPARATORS).delimiter
+    except csv.Error:
+        return ","
+    # the separator must split the header (a sniffer can be swayed by the data rows)
+    return sep if sep in _SEPARATORS and _fields(lines[0], sep) > 1 else ","
+
+
+def _check_single_column(path: Path, columns: list[str], sep: str) -> None:
+    """A table read as one column whose name holds another separator was split wrongly."""
+    if len(columns) != 1:
+        return
+    other = [c for c in _SEPARATORS if c != sep and c in str(columns[0])]
+    if other:
+        shown = {"\t": "a tab"}.get(other[0], repr(other[0]))
+        raise InvalidInputError(
+            f"{path} reads as a single column {str(columns[0])[:60]!r}: its header holds {shown} but the "
+            "first lines do not agree on one separator (',', ';', tab or '|'); check that every row has "
+            "as many fields as the header."
+        )
+
+
+def _long_row_line(path: Path, sep: str, n_fields: int) -> tuple[int, int] | None:
+    """``(line number, fields)`` of the first data row with more than ``n_fields`` fields."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter=sep)
+            next(reader, None)  # the header
+            for row in reader:
+                if len(row) > n_fields:
+                    return reader.line_num, len(row)
+    except (OSError, csv.Error):
+        pass
+    return None
+
+
+def _long_first_row_error(path: Path, sep: str, n_fields: int) -> InvalidInputError:
+    """pandas reads the first column as the row index when the first data row has more fields
+    than the header (every column silently shifted); this is the error to raise instead (seen
+    as a DataFrame index other than 0, 1, 2, ...)."""
+    found = _long_row_line(path, sep, n_fields)
+    where = f"line {found[0]} has {found[1]} fields" if found else "the first data row has more fields"
+    return InvalidInputError(
+        f"cannot read {path} as CSV: {where} but the header has {n_fields}: a ragged row, or a "
+        "separator at the end of the lines; fix the file."
+    )
 
 
 def _existing_file(path: str | os.PathLike) -> Path:
@@ -76,9 +161,12 @@ def table_columns(path: str | os.PathLike) -> list[str]:
             index = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
             return [str(c) for c in schema.names if c not in index]
         pd = _pandas()
-        return [str(c) for c in pd.read_csv(path, sep=_csv_sep(path), nrows=0).columns]
+        sep = _csv_sep(path)
+        columns = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
     except Exception as exc:  # not really parquet, empty file, undecodable bytes, ...
         raise InvalidInputError(f"cannot read {path} as {kind.upper() if kind == 'csv' else kind}: {_first_line(exc)}") from None
+    _check_single_column(path, columns, sep)
+    return columns
 
 
 def iter_table(
@@ -90,11 +178,14 @@ def iter_table(
 ):
     """Yield a CSV or Parquet file as DataFrames of at most ``chunk_rows`` rows, in file order.
 
-    Only ``columns`` are read (all when ``None``); memory stays flat in the file size.
+    Only ``columns`` are yielded (all when ``None``); memory stays flat in the file size.
     ``string_columns`` are read as strings from CSV (so a chunk whose values happen to look
     numeric is not typed differently from the rest of the file). Errors anywhere in the file
     (ragged rows, undecodable bytes, not really Parquet) become :class:`InvalidInputError` naming
-    the rows where reading stopped.
+    the rows where reading stopped (for a CSV row with too many fields, its line).
+
+    A CSV file is parsed whole (the other columns as plain text, no type inference): reading only
+    ``columns`` (``usecols``) would make pandas ignore the extra fields of a ragged row.
     """
     pd = _pandas()
     path = _existing_file(path)
@@ -111,8 +202,16 @@ def iter_table(
             parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
             batches = (b.to_pandas() for b in parquet.iter_batches(batch_size=chunk_rows, columns=columns))
         else:
-            dtype = {c: "string" for c in (string_columns or [])}
-            batches = pd.read_csv(path, sep=_csv_sep(path), usecols=columns, chunksize=chunk_rows, dtype=dtype or None)
+            sep = _csv_sep(path)
+            header = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+            _check_single_column(path, header, sep)
+            if columns is not None:
+                absent = [c for c in columns if c not in header]
+                if absent:
+                    raise InvalidInputError(f"columns {absent} are not in the file; its columns are {header[:20]}")
+            dtype = {c: "str" for c in header if columns is not None and c not in columns}
+            dtype.update({c: "string" for c in (string_columns or [])})
+            batches = pd.read_csv(path, sep=sep, chunksize=chunk_rows, dtype=dtype or None)
     except Exception as exc:
         raise InvalidInputError(f"cannot read {path} as {what}: {_first_line(exc)}") from None
     start = 0
@@ -125,6 +224,12 @@ def iter_table(
             raise InvalidInputError(
                 f"cannot read {path} as {what} (from data row {start + 1} on): {_first_line(exc)}"
             ) from None
+        if kind == "csv":
+            if not chunk.index.equals(pd.RangeIndex(start, start + len(chunk))):
+                batches.close()
+                raise _long_first_row_error(path, sep, len(header))
+            if columns is not None:
+                chunk = chunk[columns]
         yield chunk
         start += len(chunk)
 
@@ -133,18 +238,50 @@ def read_frame(path: str | os.PathLike, columns: list[str] | None = None):
     """Read a CSV or Parquet file into a pandas DataFrame with clear errors."""
     pd = _pandas()
     path = _existing_file(path)
+    kind = _table_kind(path)
     suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
+        if kind == "parquet":
             return pd.read_parquet(path, columns=columns)
-        if suffix in (".csv", ".txt", ".tsv") or suffix == "":
-            sep = "\t" if suffix == ".tsv" else ","
-            return pd.read_csv(path, sep=sep, usecols=columns)
-    except ValueError as exc:  # missing columns in usecols, not really parquet, undecodable bytes
+        sep = _csv_sep(path)
+        # every column is parsed (usecols would make pandas ignore the extra fields of ragged rows)
+        df = pd.read_csv(path, sep=sep)
+    except ValueError as exc:  # missing columns, not really parquet, undecodable bytes
         raise InvalidInputError(f"cannot read {path}: {_first_line(exc)}") from None
     except Exception as exc:  # pandas/pyarrow parser errors: ragged rows, ...
         raise InvalidInputError(f"cannot read {path} as {suffix.lstrip('.') or 'CSV'}: {_first_line(exc)}") from None
-    raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet.")
+    if not df.index.equals(pd.RangeIndex(len(df))):
+        raise _long_first_row_error(path, sep, len(df.columns))
+    _check_single_column(path, [str(c) for c in df.columns], sep)
+    if columns is not None:
+        absent = [c for c in columns if c not in df.columns]
+        if absent:
+            raise InvalidInputError(f"cannot read {path}: columns {absent} are not in the file.")
+        df = df[list(columns)]
+    return df
+
+
+def _is_numeric(col) -> bool:
+    """Whether a column is a numeric feature: a numeric or boolean dtype, or text/objects that
+    are all numbers (pandas reads integers beyond int64 from CSV as Python ints in an object
+    column; a Parquet file may store numbers as strings). At scoring time
+    :meth:`TablePreprocessor.transform` parses such values the same way (``pd.to_numeric``)."""
+    pd = _pandas()
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return True
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
+        return False  # dates, categories, ...
+    values = col.dropna()
+    if len(values) == 0:
+        return False  # no values at all: a (missing) category, as before
+    try:
+        # a sample first: a text column usually fails on its first values
+        for part in (values.iloc[:1000], values.iloc[1000:]):
+            if len(part) and pd.to_numeric(part, errors="coerce").isna().any():
+                return False
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @dataclass
@@ -186,7 +323,7 @@ class TablePreprocessor:
         features = [c for c in df.columns if c not in self.exclude]
         if not features:
             raise InvalidInputError("the table has no feature columns besides the label/id columns.")
-        numeric = [c for c in features if pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])]
+        numeric = [c for c in features if _is_numeric(df[c])]
         other = [c for c in features if c not in numeric]
         if other and self.categorical == "reject":
             raise InvalidInputError(

@@ -259,9 +259,7 @@ class CVAE(BaseEstimator):
         self.net_ = net.to(self.device_)
         self._np_rng = np.random.default_rng(seed)
         self._torch_gen = torch.Generator(device=self.device_).manual_seed(seed + 1)
-        self._optimizer = torch.optim.Adam(
-            self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
+        self._optimizer = None  # made by _train: creating one imports torch._dynamo (~1 s)
 
     def _epoch_indices(self, y: np.ndarray) -> np.ndarray:
         n = y.shape[0]
@@ -273,6 +271,8 @@ class CVAE(BaseEstimator):
 
     def _train(self, X: np.ndarray, y: np.ndarray, epochs: int) -> None:
         net = self.net_
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         x_s = net.standardize(torch.as_tensor(X, device=self.device_))  # (n, d)
         y_t = torch.as_tensor(y, device=self.device_)
         c = net.condition(y_t)  # (n, C)
