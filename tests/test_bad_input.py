@@ -47,6 +47,7 @@ import scipy.sparse
 import torch
 from typer.testing import CliRunner
 
+from _presets import MICRO as _MICRO
 from swifthydra import SwiftHydra
 from swifthydra.cli import app
 from swifthydra.datasets import load_adbench, read_table
@@ -65,20 +66,7 @@ from swifthydra.exceptions import (
 from swifthydra.generative import CVAE
 from swifthydra.io import CONFIG_FILE, WEIGHTS_FILE
 
-MICRO = dict(
-    episodes=1,
-    ppo_iterations=1,
-    num_envs=4,
-    horizon=2,
-    latent_dim=2,
-    cvae_epochs=2,
-    finetune_epochs=1,
-    n_experts=2,
-    detector_params={"max_epochs": 2, "min_epochs": 1, "d_model": 4, "n_layers": 1,
-                     "tokenizer": "feature", "batch_size": 64},
-    mome_params={"max_epochs": 2, "min_epochs": 1, "d_model": 4},
-    random_state=0,
-)
+MICRO = {**_MICRO, "random_state": 0}
 DETECTOR = dict(d_model=4, n_layers=1, max_epochs=2, min_epochs=1, random_state=0)
 
 N, D = 60, 3

@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from _presets import MICRO
 from swifthydra import SwiftHydra
 from swifthydra._validation import MAX_ABS_VALUE, check_X, check_y
 from swifthydra.detector import MoME
@@ -72,19 +73,6 @@ def _settings(name: str, **kw):
     )
 
 
-MICRO = dict(
-    episodes=1,
-    ppo_iterations=1,
-    num_envs=4,
-    horizon=2,
-    latent_dim=2,
-    cvae_epochs=2,
-    finetune_epochs=1,
-    n_experts=2,
-    detector_params={"max_epochs": 2, "min_epochs": 1, "d_model": 4, "n_layers": 1,
-                     "tokenizer": "feature", "batch_size": 64},
-    mome_params={"max_epochs": 2, "min_epochs": 1, "d_model": 4},
-)
 
 finite_values = st.floats(-MAX_ABS_VALUE, MAX_ABS_VALUE, allow_nan=False, allow_infinity=False,
                           allow_subnormal=True, width=64)

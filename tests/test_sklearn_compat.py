@@ -13,23 +13,11 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from _presets import MICRO as _MICRO
 from swifthydra import SwiftHydra
 from swifthydra.exceptions import InvalidInputError, NotFittedError
 
-MICRO = dict(
-    episodes=1,
-    ppo_iterations=1,
-    num_envs=4,
-    horizon=2,
-    latent_dim=2,
-    cvae_epochs=2,
-    finetune_epochs=1,
-    detector_params={"max_epochs": 2, "min_epochs": 1, "d_model": 4, "n_layers": 1, "tokenizer": "feature",
-                     "batch_size": 64},
-    mome_params={"max_epochs": 2, "min_epochs": 1, "d_model": 4},
-    n_experts=2,
-    random_state=0,
-)
+MICRO = {**_MICRO, "random_state": 0}
 
 _Y_REASON = (
     "y is the known-anomaly mask (1 = known anomaly, 0 = unlabeled); sklearn's generic checks pass "

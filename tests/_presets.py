@@ -1,0 +1,17 @@
+"""Model settings shared by test files (imported as a plain module: tests/ is on sys.path)."""
+
+# The smallest SwiftHydra that still runs every stage (C-VAE, PPO, fine-tuning, MoME): for tests
+# about input handling, contracts and files, not accuracy.
+MICRO = dict(
+    episodes=1,
+    ppo_iterations=1,
+    num_envs=4,
+    horizon=2,
+    latent_dim=2,
+    cvae_epochs=2,
+    finetune_epochs=1,
+    n_experts=2,
+    detector_params={"max_epochs": 2, "min_epochs": 1, "d_model": 4, "n_layers": 1,
+                     "tokenizer": "feature", "batch_size": 64},
+    mome_params={"max_epochs": 2, "min_epochs": 1, "d_model": 4},
+)
