@@ -302,6 +302,36 @@ def test_early_stopping_picks_no_checkpoint_before_min_epochs(data):
     assert est.n_epochs_ == 4 and est.best_epoch_ >= 3
 
 
+def test_eval_set_replaces_the_internal_split(data):
+    X, weak, Xt, yt = data
+    params = {**SMALL_MAMBA, "max_epochs": 6, "patience": 2}
+    internal = MambaDetector(random_state=0, **params).fit(X, weak)
+    assert internal.n_train_rows_ < len(X)
+    est = MambaDetector(random_state=0, **params).fit(X, weak, eval_set=(Xt, yt))
+    # every row of X trains; early stopping watched the given rows
+    assert est.n_train_rows_ == len(X) and est.n_val_rows_ == len(Xt)
+    assert all(0.0 <= row["val_auc"] <= 1.0 for row in est.history_)
+    assert roc_auc_score(yt, est.decision_function(Xt)) > 0.9
+    again = MambaDetector(random_state=0, **params).fit(X, weak, eval_set=(Xt, yt))
+    np.testing.assert_array_equal(est.decision_function(Xt), again.decision_function(Xt))
+
+
+@pytest.mark.parametrize(
+    "eval_set, message",
+    [
+        ("rows", "pair"),
+        ((np.zeros((5, 6)),), "pair"),
+        ((np.zeros((5, 4)), np.array([0, 1, 0, 1, 0])), "features"),
+        ((np.ones((5, 6)), np.zeros(5)), "both labels"),
+        ((np.full((5, 6), np.nan), np.array([0, 1, 0, 1, 0])), "NaN"),
+    ],
+)
+def test_bad_eval_set_gets_one_clear_error(data, eval_set, message):
+    X, weak, _, _ = data
+    with pytest.raises(InvalidInputError, match=message):
+        MambaDetector(random_state=0, **SMALL_MAMBA).fit(X, weak, eval_set=eval_set)
+
+
 def test_balanced_batches_are_half_anomalies_and_cover_every_row():
     from swifthydra.detector import _balanced_batches
 

@@ -385,7 +385,7 @@ class _NeuralDetector(BaseEstimator):
         for stale in ("best_epoch_", "dense_epochs_"):  # from an earlier fit
             self.__dict__.pop(stale, None)
 
-    def _fit(self, X, y, sample_weight, teacher) -> _NeuralDetector:
+    def _fit(self, X, y, sample_weight, teacher, eval_set=None) -> _NeuralDetector:
         self._validate_params()
         X, y, sw = self._check_fit_data(X, y, sample_weight)
         if teacher is not None:
@@ -394,8 +394,13 @@ class _NeuralDetector(BaseEstimator):
         seed = self._seed()
         rng = np.random.RandomState(seed)
         self._init_model(X, seed)
-        train_idx, val_idx = _stratified_split(y, float(self.validation_fraction), rng)
         val = None
+        if eval_set is not None:
+            X_val, y_val = self._check_eval_set(eval_set, X.shape[1])
+            train_idx, val_idx = np.arange(y.shape[0]), np.empty(0, dtype=np.int64)
+            val = self._tensors(X_val, y_val, _balanced_weights(y_val, None), None)
+        else:
+            train_idx, val_idx = _stratified_split(y, float(self.validation_fraction), rng)
         if val_idx.size:
             val = self._tensors(
                 X[val_idx],
@@ -411,9 +416,20 @@ class _NeuralDetector(BaseEstimator):
         )
         self._train_schedule(train, val, seed)
         self.n_train_rows_ = int(train_idx.size)
-        self.n_val_rows_ = int(val_idx.size)
+        self.n_val_rows_ = int(val_idx.size) if eval_set is None else int(val[0].shape[0])
         self._set_threshold(X)
         return self
+
+    def _check_eval_set(self, eval_set, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+        if not (isinstance(eval_set, (tuple, list)) and len(eval_set) == 2):
+            raise InvalidInputError("eval_set must be a pair (X_val, y_val).")
+        X_val = check_X(eval_set[0], name="eval_set X", dtype=np.float32, n_features=n_features, min_rows=2)
+        y_val = check_y(eval_set[1], X_val.shape[0])
+        if y_val.min() == y_val.max():
+            raise InvalidInputError(
+                "eval_set y must hold both labels (0 and 1): early stopping ranks anomalies against the rest."
+            )
+        return X_val, y_val
 
     def _partial_fit(self, X, y, sample_weight, teacher, epochs) -> _NeuralDetector:
         _check_int("epochs", epochs, 1)
@@ -916,7 +932,7 @@ class MambaDetector(_NeuralDetector):
         kwargs = {"max_tokens": int(self.max_tokens)} if self.tokenizer == "patch" else {}
         return _scorer_numel(n_features, self.tokenizer, self._mamba_config(), kwargs, standardize=True)
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MambaDetector:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, eval_set: Any = None) -> MambaDetector:
         """Train on rows ``X`` with weak labels ``y`` (1 = known anomaly, 0 = unlabeled).
 
         Parameters
@@ -925,12 +941,15 @@ class MambaDetector(_NeuralDetector):
         y : array-like of shape (n_samples,)
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative row weights, multiplied into the class-balanced weights.
+        eval_set : pair (X_val, y_val), optional
+            Rows for early stopping instead of an internal ``validation_fraction`` split, so every
+            row of ``X`` trains (``y_val`` must hold both labels).
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, sample_weight, None)
+        return self._fit(X, y, sample_weight, None, eval_set)
 
     def partial_fit(
         self, X: Any, y: Any, sample_weight: Any = None, *, epochs: int = 1

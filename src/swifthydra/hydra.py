@@ -2,8 +2,9 @@
 
 Training, for rows ``X`` with weak labels ``y`` (1 = known anomaly, 0 = unlabeled):
 
-1. **Episode 0.** Standardise the features; train the conditional β-VAE ``G`` and the large
-   Mamba detector ``W`` on the real rows. With no known anomaly, the top ``contamination`` rows
+1. **Episode 0.** Standardise the features and power-transform the heavily skewed ones; train
+   the conditional β-VAE ``G`` and the large Mamba detector ``W`` on the real rows (early
+   stopping on the held-out rows that also pick the best episode). With no known anomaly, the top ``contamination`` rows
    of an IForest+ECOD rank average become pseudo-anomalies (``history_`` says so).
 2. **Episodes 1..E.** A PPO agent walks the VAE's latent space from the known anomalies' codes;
    each visited point is decoded (``y = 1``) into a candidate and rewarded with
@@ -12,8 +13,8 @@ Training, for rows ``X`` with weak labels ``y`` (1 = known anomaly, 0 = unlabele
    total weight capped relative to the real anomalies; ``W`` and ``G`` are fine-tuned. The
    detector state with the best validation AUC (on held-out training rows) is kept; the loop
    stops after ``patience`` episodes without improvement.
-3. **Inference model.** A Mixture of Mamba Experts is trained on the final combined data,
-   distilled from ``W``; it is what scores by default (``inference="mome"``).
+3. **Inference model.** A Mixture of Mamba Experts is trained on the final combined data (every
+   real row, the held-out ones included, plus the kept generated anomalies), distilled from ``W``; it is what scores by default (``inference="mome"``).
 
 Ablations: ``generator="cvae"`` replaces the agent by plain VAE samples (same reward-based
 selection and guard); ``generator="none"`` adds no generated rows at all.
@@ -33,6 +34,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
 
+from swifthydra._power import PowerGate
 from swifthydra._torch import torch_threads
 from swifthydra._validation import check_not_constant, check_X, check_y
 from swifthydra.exceptions import (
@@ -45,6 +47,8 @@ from swifthydra.io import to_jsonable
 
 MODEL_KIND = "swifthydra.SwiftHydra"
 _GENERATORS = ("rl", "cvae", "none")
+_TRANSFORMS = ("auto", "yeo-johnson", "standard")
+_MAX_POWER_FIT_ROWS = 200_000
 _INFERENCE = ("mome", "large")
 _MAX_GUARD_NORMALS = 2000
 
@@ -110,6 +114,11 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         Parallel start points of the agent.
     horizon : int, default=6
         Steps of each latent trajectory.
+    feature_transform : {"auto", "yeo-johnson", "standard"}, default="auto"
+        Input preparation after standardisation: ``"auto"`` applies a Yeo-Johnson power transform
+        to heavily skewed columns (``|skewness| > 2``, more than two distinct values), which
+        neural detectors need and trees do not; ``"yeo-johnson"`` to every non-binary column;
+        ``"standard"`` only standardises. See :mod:`swifthydra._power`.
     latent_dim : int, default=16
         Latent size of the C-VAE.
     cvae_epochs : int, default=60
@@ -154,6 +163,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         The mixture of experts (``None`` with ``inference="large"``).
     cvae_ : CVAE or None
     policy_ : GaussianPolicy or None
+    power_transform_ : PowerGate
+        Which standardised columns were power-transformed (``columns``) and the constants.
     generated_ : ndarray of shape (n_generated, n_features)
         Generated anomalies kept for training, in the input's units.
     history_ : list of dict
@@ -177,6 +188,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         num_envs: int = 64,
         horizon: int = 6,
         latent_dim: int = 16,
+        feature_transform: str = "auto",
         cvae_epochs: int = 60,
         finetune_epochs: int = 3,
         detector_params: dict | None = None,
@@ -202,6 +214,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self.num_envs = num_envs
         self.horizon = horizon
         self.latent_dim = latent_dim
+        self.feature_transform = feature_transform
         self.cvae_epochs = cvae_epochs
         self.finetune_epochs = finetune_epochs
         self.detector_params = detector_params
@@ -249,6 +262,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             )
         if self.generator not in _GENERATORS:
             raise InvalidInputError(f"generator must be one of {_GENERATORS}, got {self.generator!r}.")
+        if self.feature_transform not in _TRANSFORMS:
+            raise InvalidInputError(
+                f"feature_transform must be one of {_TRANSFORMS}, got {self.feature_transform!r}."
+            )
         if self.inference not in _INFERENCE:
             raise InvalidInputError(f"inference must be one of {_INFERENCE}, got {self.inference!r}.")
         for name in ("detector_params", "mome_params"):
@@ -257,13 +274,18 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
                 raise InvalidInputError(f"{name} must be a dict or None, got {type(value).__name__}.")
 
     # ------------------------------------------------------------------------------ helpers
-    def _scale(self, X: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore"):
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
             Z = (X - self.center_) / self.scale_
+        return np.clip(Z, -_MAX_STANDARDISED, _MAX_STANDARDISED)
+
+    def _scale(self, X: np.ndarray) -> np.ndarray:
+        """Rows as the networks see them: standardised, skewed columns power-transformed, float32."""
+        Z = self.power_transform_.transform(self._standardise(X))
         return np.clip(Z, -_MAX_STANDARDISED, _MAX_STANDARDISED).astype(np.float32)
 
     def _unscale(self, Z: np.ndarray) -> np.ndarray:
-        return Z.astype(np.float64) * self.scale_ + self.center_
+        return self.power_transform_.inverse_transform(Z.astype(np.float64)) * self.scale_ + self.center_
 
     def _make_detector(self, seed: int):
         from swifthydra.detector import MambaDetector
@@ -329,6 +351,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self.center_ = X.mean(axis=0)
         self.scale_ = _std_floor(_column_std(X), self.center_)
+        Z = self._standardise(X)
+        if Z.shape[0] > _MAX_POWER_FIT_ROWS:
+            Z = Z[np.random.RandomState(seed).choice(Z.shape[0], _MAX_POWER_FIT_ROWS, replace=False)]
+        self.power_transform_ = PowerGate.fit(Z, self.feature_transform)
         Xs = self._scale(X)
         if not np.isfinite(Xs).all():
             raise InvalidInputError("X is too large to standardise in float32: rescale the data.")
@@ -352,7 +378,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         t0 = time.perf_counter()
         self.history_ = []
         with _stage("episode 0 (training the large detector)"):
-            self.detector_ = self._make_detector(seed).fit(X_tr, y_tr)
+            # the held-out rows also stop the detector's training early, so all of X_tr trains it
+            eval_set = (X_val, y_val) if len(val_idx) else None
+            self.detector_ = self._make_detector(seed).fit(X_tr, y_tr, eval_set=eval_set)
         self.cvae_ = None
         if self.generator != "none":
             with _stage("episode 0 (training the C-VAE)"):
@@ -384,7 +412,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self.generated_ = self._unscale(generated)
         self._anchors = anchors
 
-        X_comb, y_comb, w_comb = self._combined(X_tr, y_tr, generated)
+        # the inference model learns from every real row, the held-out ones included
+        X_comb, y_comb, w_comb = self._combined(Xs, y, generated)
         self.mome_ = None
         if self.inference == "mome":
             teacher = self.detector_.decision_function(X_comb) if self.distill else None
@@ -611,6 +640,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         tensors = {"center": torch.from_numpy(self.center_), "scale": torch.from_numpy(self.scale_),
                    "generated": torch.from_numpy(self.generated_), "anchors": torch.from_numpy(self._anchors),
                    "decision_scores": torch.from_numpy(self.decision_scores_)}
+        tensors.update({f"power.{k}": torch.from_numpy(np.ascontiguousarray(v))
+                        for k, v in self.power_transform_.arrays.items()})
         tensors.update({f"detector.{k}": v for k, v in self.detector_.state_dict().items()})
         config = {
             "params": to_jsonable(self.get_params()),
@@ -663,6 +694,12 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             est.used_pseudo_labels_ = bool(cfg["used_pseudo_labels"])
             est.best_episode_ = int(cfg["best_episode"])
             est.history_ = list(cfg["history"])
+            power = {k[len("power."):]: v.numpy() for k, v in tensors.items() if k.startswith("power.")}
+            if power:
+                est.power_transform_ = PowerGate.from_arrays(power)
+            else:  # written before the power transform existed: standardisation only
+                est.power_transform_ = PowerGate.fit(np.zeros((2, 0)), "standard")
+                est.feature_transform = "standard"
             est.center_ = tensors["center"].numpy().astype(np.float64)
             est.scale_ = tensors["scale"].numpy().astype(np.float64)
             est.generated_ = tensors["generated"].numpy().astype(np.float64)
@@ -682,6 +719,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RuntimeError, SwiftHydraError) as exc:
             detail = " ".join(str(exc).split())  # torch's state_dict errors span several lines
             raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model ({type(exc).__name__}: {detail}).") from None
+        cols = est.power_transform_.columns
+        if cols.size and (cols.min() < 0 or cols.max() >= est.n_features_in_ or np.unique(cols).size != cols.size):
+            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model (power-transform columns).")
         if est.center_.shape != (est.n_features_in_,) or est.scale_.shape != (est.n_features_in_,):
             raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model (feature count).")
         if not (np.isfinite(est.center_).all() and np.isfinite(est.scale_).all() and (est.scale_ > 0).all()):

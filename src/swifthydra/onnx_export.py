@@ -83,6 +83,13 @@ def _scorer_module(est):
             self.register_buffer("center", torch.from_numpy(np.asarray(est.center_, dtype=np.float64)))
             self.register_buffer("scale", torch.from_numpy(np.asarray(est.scale_, dtype=np.float64)))
             self.register_buffer("threshold", torch.tensor(float(est.threshold_), dtype=torch.float64))
+            gate = getattr(est, "power_transform_", None)
+            self.power = gate is not None and gate.columns.size > 0
+            if self.power:  # SwiftHydra's Yeo-Johnson transform of skewed columns (swifthydra._power)
+                lam, lo, hi, _, _, slope = gate._edges(slice(None))
+                for name, value in {"p_columns": gate.columns, "p_lambda": lam, "p_low": lo, "p_high": hi,
+                                    "p_slope": slope, "p_center": gate.center, "p_scale": gate.scale}.items():
+                    self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)))
             self.net = net
             self.mome = isinstance(net, MoMENet)
 
@@ -94,10 +101,29 @@ def _scorer_module(est):
             outs = torch.stack([expert(x) for expert in self.net.experts], dim=1)  # (B, K) dense
             return (outs.gather(1, index) * weights).sum(1)  # (B,)
 
+        def _power(self, z: torch.Tensor) -> torch.Tensor:
+            """Yeo-Johnson of the gated columns inside their training range, linear beyond it."""
+            cols = z.index_select(1, self.p_columns)  # (B, P)
+            inside = torch.minimum(torch.maximum(cols, self.p_low), self.p_high)
+            lam = self.p_lambda
+            two = 2.0 - lam
+            near0, near2 = lam.abs() < 1e-8, two.abs() < 1e-8
+            pos = torch.where(near0, torch.log1p(inside.clamp(min=0.0)),
+                              torch.expm1(lam * torch.log1p(inside.clamp(min=0.0))) / torch.where(near0, 1.0, lam))
+            neg = torch.where(near2, -torch.log1p(-inside.clamp(max=0.0)),
+                              -torch.expm1(two * torch.log1p(-inside.clamp(max=0.0))) / torch.where(near2, 1.0, two))
+            t = torch.where(inside >= 0, pos, neg) + self.p_slope * (cols - inside)
+            t = (t - self.p_center) / self.p_scale
+            return z.index_copy(1, self.p_columns, t)
+
         def forward(self, features: torch.Tensor):  # (B, F) float64
             z = (features - self.center) / self.scale  # as SwiftHydra._scale, in float64
             if clip is not None:
                 z = z.clamp(-float(clip), float(clip))
+            if self.power:
+                z = self._power(z)
+                if clip is not None:
+                    z = z.clamp(-float(clip), float(clip))
             z = z.to(torch.float32)
             logit = self._mome(z) if self.mome else self.net(z)  # (B,) float32
             score = logit.to(torch.float64)

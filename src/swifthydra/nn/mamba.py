@@ -315,6 +315,25 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
+# Up to this length the causal conv runs as a sum of shifted products: on CPU, PyTorch's
+# depthwise-convolution backward took 22% of a training epoch for 5-token rows (2.1 ms a call).
+_SHIFTED_CONV_MAX_LENGTH = 64
+
+
+def causal_depthwise_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``Conv1d(groups=channels, padding=K-1)`` truncated to the input length, on ``(B, L, D)``.
+
+    ``weight`` is the conv's ``(D, 1, K)`` kernel: ``out[t] = bias + Σ_k w[k] · u[t + k - K + 1]``
+    with zeros before the sequence start. Same result as the convolution, faster for short ``L``.
+    """
+    k, length = weight.shape[-1], u.shape[1]
+    padded = F.pad(u, (0, 0, k - 1, 0))  # (B, K-1+L, D)
+    out = bias + padded[:, :length] * weight[:, 0, 0]
+    for i in range(1, k):
+        out = out + padded[:, i:i + length] * weight[:, 0, i]
+    return out
+
+
 class SelectiveSSM(nn.Module):
     """Causal conv + SiLU + input-dependent (Δ, B, C) + selective scan, on ``(B, L, D_in)``."""
 
@@ -341,6 +360,8 @@ class SelectiveSSM(nn.Module):
         length = u.shape[1]
         if length == 1:  # only the last kernel tap sees a length-1 sequence
             u = torch.addcmul(self.conv1d.bias, u, self.conv1d.weight[:, 0, -1])  # (B, 1, D_in)
+        elif length <= _SHIFTED_CONV_MAX_LENGTH:
+            u = causal_depthwise_conv(u, self.conv1d.weight, self.conv1d.bias)  # (B, L, D_in)
         else:
             u = self.conv1d(u.transpose(1, 2))[..., :length].transpose(1, 2)  # (B, L, D_in)
         u = F.silu(u)
