@@ -199,3 +199,34 @@ def test_scorer_maps_rows_to_one_logit(tokenizer):
 def test_scorer_rejects_unknown_pooling():
     with pytest.raises(InvalidInputError, match="pooling"):
         MambaScorer(4, "row", pooling="median")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    length=st.integers(1, 80),
+    channels=st.integers(1, 9),
+    k=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_shifted_sum_conv_equals_the_depthwise_convolution(length, channels, k, seed):
+    """The short-sequence path of the causal conv gives the convolution's values and gradients."""
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv1d(channels, channels, k, groups=channels, padding=k - 1)
+    u = torch.randn(3, length, channels, requires_grad=True)
+    ref = conv(u.transpose(1, 2))[..., :length].transpose(1, 2)
+    out = mamba.causal_depthwise_conv(u, conv.weight, conv.bias)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    g_ref = torch.autograd.grad(ref.square().sum(), (u, conv.weight))
+    g_out = torch.autograd.grad(out.square().sum(), (u, conv.weight))
+    for a, b in zip(g_out, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_long_sequences_still_use_the_convolution(monkeypatch):
+    block = mamba.SelectiveSSM(MambaConfig(d_model=4, d_state=2))
+    calls = []
+    monkeypatch.setattr(mamba, "causal_depthwise_conv", lambda *a: calls.append(1) or a[0])
+    block(torch.randn(2, mamba._SHIFTED_CONV_MAX_LENGTH + 1, block.conv1d.in_channels))
+    assert not calls
+    block(torch.randn(2, 5, block.conv1d.in_channels))
+    assert calls == [1]
