@@ -8,11 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from _presets import MICRO
 from swifthydra import SwiftHydra
 from swifthydra._power import PowerGate, yeo_johnson, yeo_johnson_inverse
 from swifthydra.exceptions import InvalidInputError, ModelFileError
-
-from _presets import MICRO
 
 
 @pytest.mark.parametrize("lam", [-4.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 6.0])
