@@ -157,3 +157,39 @@ def test_bad_params_and_scoring_input(fitted):
         model.decision_function(X[:, :3])
     with pytest.raises(InvalidInputError, match="magnitude"):
         model.decision_function(np.full((2, 5), 1e35))
+
+
+def test_the_best_episode_is_the_detector_that_is_kept(monkeypatch):
+    """The loop keeps the weights of the episode with the best validation AUC, not the last ones,
+    and the mixture of experts learns from that detector and that episode's generated rows."""
+    import torch
+
+    from swifthydra.detector import MambaDetector, MoME
+
+    scripted = iter([0.5, 0.9, 0.6, 0.55])  # episode 0, 1, 2, 3: the first episode is the best
+    monkeypatch.setattr(SwiftHydra, "_auc", staticmethod(lambda y, s: next(scripted)))
+    snapshots = []
+    partial_fit = MambaDetector.partial_fit
+
+    def recording(self, *args, **kwargs):
+        out = partial_fit(self, *args, **kwargs)
+        snapshots.append({k: v.clone() for k, v in self.model_.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(MambaDetector, "partial_fit", recording)
+    teachers = []
+    mome_fit = MoME.fit
+    monkeypatch.setattr(
+        MoME, "fit", lambda self, X, y, **kw: teachers.append((X, kw["teacher_scores"])) or mome_fit(self, X, y, **kw)
+    )
+    X, y, _ = _data()
+    model = SwiftHydra(random_state=0, **{**TINY, "episodes": 3, "patience": 2}).fit(X, y)
+    assert model.best_episode_ == 1 and len(snapshots) == 3  # episode 3 ran, patience ran out
+    kept = model.detector_.model_.state_dict()
+    for k, v in snapshots[0].items():
+        torch.testing.assert_close(kept[k], v, rtol=0, atol=0)
+    assert any(not torch.equal(kept[k], snapshots[-1][k]) for k in kept)
+    per_episode = [h["kept"] for h in model.history_]
+    assert len(model.generated_) == per_episode[1]  # the generated rows of episode 1 only
+    X_comb, teacher = teachers[0]
+    np.testing.assert_allclose(teacher, model.detector_.decision_function(X_comb), rtol=1e-6, atol=1e-6)

@@ -672,7 +672,9 @@ class _NeuralDetector(BaseEstimator):
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The network's tensors (CPU, contiguous), ready for ``safetensors.torch.save_file``."""
         self._check_fitted()
-        return {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
+        # copies: on CPU ``.cpu()`` would share storage with the live parameters, and a kept
+        # state would change with further training
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.model_.state_dict().items()}
 
     @classmethod
     def from_config(

@@ -434,7 +434,9 @@ class CVAE(BaseEstimator):
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Network weights and standardisation buffers as contiguous CPU tensors."""
         self._check_fitted()
-        return {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
+        # copies: on CPU ``.cpu()`` would share storage with the live parameters, and a kept
+        # state would change with further training
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.net_.state_dict().items()}
 
     @classmethod
     def from_state(
