@@ -183,7 +183,7 @@ def test_the_best_episode_is_the_detector_that_is_kept(monkeypatch):
         MoME, "fit", lambda self, X, y, **kw: teachers.append((X, kw["teacher_scores"])) or mome_fit(self, X, y, **kw)
     )
     X, y, _ = _data()
-    model = SwiftHydra(random_state=0, **{**TINY, "episodes": 3, "patience": 2}).fit(X, y)
+    model = SwiftHydra(random_state=0, **{**TINY, "episodes": 3, "patience": 2, "min_validation_anomalies": 4}).fit(X, y)
     assert model.best_episode_ == 1 and len(snapshots) == 3  # episode 3 ran, patience ran out
     kept = model.detector_.model_.state_dict()
     for k, v in snapshots[0].items():
@@ -193,3 +193,21 @@ def test_the_best_episode_is_the_detector_that_is_kept(monkeypatch):
     assert len(model.generated_) == per_episode[1]  # the generated rows of episode 1 only
     X_comb, teacher = teachers[0]
     np.testing.assert_allclose(teacher, model.detector_.decision_function(X_comb), rtol=1e-6, atol=1e-6)
+
+
+def test_few_known_anomalies_run_every_episode_on_all_rows(monkeypatch):
+    """Below ``min_validation_anomalies`` nothing is held out: no validation AUC, every episode
+    runs, the last one is kept, and the detector sees every labelled anomaly."""
+    from swifthydra.detector import MambaDetector
+
+    seen = []
+    fit = MambaDetector.fit
+    monkeypatch.setattr(MambaDetector, "fit", lambda self, X, y, **kw: seen.append((len(X), int(y.sum()), kw)) or fit(self, X, y, **kw))
+    X, y, _ = _data()  # 8 known anomalies
+    model = SwiftHydra(random_state=0, **{**TINY, "episodes": 3, "min_validation_anomalies": 9}).fit(X, y)
+    assert seen[0][:2] == (len(X), 8) and seen[0][2].get("eval_set") is None
+    assert [h["episode"] for h in model.history_] == [0, 1, 2, 3] and model.best_episode_ == 3
+    assert all(np.isnan(h["val_auc"]) for h in model.history_)
+    held = SwiftHydra(random_state=0, **{**TINY, "episodes": 1, "min_validation_anomalies": 8}).fit(X, y)
+    assert not np.isnan(held.history_[0]["val_auc"])
+    assert seen[-1][2]["eval_set"] is not None and seen[-1][1] < 8
