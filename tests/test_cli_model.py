@@ -253,6 +253,8 @@ def test_drop_non_numeric_and_info_json(tmp_path):
     assert info["table"]["dropped_columns"] == ["merchant"] and info["n_features"] == 3
     assert info["table"]["training"]["rows"] == 120 and info["table"]["training"]["rows_used"] == 100
     assert info["table"]["training"]["known_anomalies"] == 8  # every labelled row is kept
+    assert info["power_transformed_features"] == ["amount"]  # frauds x25: a long right tail
+    assert "Yeo-Johnson on 1: amount" in _invoke("info", tmp_path / "m").output
     # the dropped column may be there or not when scoring
     df.drop(columns=["merchant", "is_fraud", "tx_id"]).to_csv(tmp_path / "n.csv", index=False)
     assert _invoke("score", tmp_path / "m", tmp_path / "n.csv", "--out", tmp_path / "s.csv").exit_code == 0

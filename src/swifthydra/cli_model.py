@@ -735,8 +735,11 @@ def info(
     from swifthydra.io import load_model_dir, read_model_json
 
     meta, tensors = load_model_dir(model_dir, MODEL_KIND)  # verifies every checksum
+    power_columns = [int(j) for j in tensors["power.columns"].tolist()] if "power.columns" in tensors else []
     del tensors
     state = read_model_json(model_dir, PREPROCESSING_FILE, MODEL_KIND)
+    names = (state or {}).get("feature_names") or []
+    power_features = [names[j] if j < len(names) else f"x{j}" for j in power_columns]
     cfg = meta["config"]
     params = cfg.get("params", {})
     mome = cfg.get("mome")
@@ -760,6 +763,7 @@ def info(
         "generator": params.get("generator"),
         "best_episode": cfg.get("best_episode"),
         "pseudo_labels": cfg.get("used_pseudo_labels"),
+        "power_transformed_features": power_features,
         "checksums": "ok",
         "history": history,
     }
@@ -787,6 +791,10 @@ def info(
         f"training       {max(len(history) - 1, 0)} of {summary['episodes']} episodes run (generator {summary['generator']}), "
         f"best episode {summary['best_episode']}, pseudo-labels {'yes' if summary['pseudo_labels'] else 'no'}",
     ]
+    lines.append(
+        f"skewed columns Yeo-Johnson on {len(power_features)}: {_short_list(power_features)}"
+        if power_features else "skewed columns none transformed (standardisation only)"
+    )
     if state is not None:
         t = summary["table"]
         tr = t["training"] or {}

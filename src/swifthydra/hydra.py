@@ -3,16 +3,17 @@
 Training, for rows ``X`` with weak labels ``y`` (1 = known anomaly, 0 = unlabeled):
 
 1. **Episode 0.** Standardise the features and power-transform the heavily skewed ones; train
-   the conditional β-VAE ``G`` and the large Mamba detector ``W`` on the real rows (early
-   stopping on the held-out rows that also pick the best episode). With no known anomaly, the top ``contamination`` rows
+   the conditional β-VAE ``G`` and the large Mamba detector ``W`` on the real rows (its early
+   stopping uses the held-out rows that also pick the best episode, when there are any). With no known anomaly, the top ``contamination`` rows
    of an IForest+ECOD rank average become pseudo-anomalies (``history_`` says so).
 2. **Episodes 1..E.** A PPO agent walks the VAE's latent space from the known anomalies' codes;
    each visited point is decoded (``y = 1``) into a candidate and rewarded with
    ``λ γ^e ΔH + (1 − γ^e)(−log W)`` minus a penalty for landing inside dense normal data. The
    ``top_l`` accepted candidates (spread apart) join the training data as anomalies, with their
-   total weight capped relative to the real anomalies; ``W`` and ``G`` are fine-tuned. The
-   detector state with the best validation AUC (on held-out training rows) is kept; the loop
-   stops after ``patience`` episodes without improvement.
+   total weight capped relative to the real anomalies; ``W`` and ``G`` are fine-tuned. With at
+   least ``min_validation_anomalies`` known anomalies, the detector state with the best
+   validation AUC (on held-out training rows) is kept and the loop stops after ``patience``
+   episodes without improvement; with fewer, every episode runs and the last state is kept.
 3. **Inference model.** A Mixture of Mamba Experts is trained on the final combined data (every
    real row, the held-out ones included, plus the kept generated anomalies), distilled from ``W``; it is what scores by default (``inference="mome"``).
 
