@@ -24,17 +24,23 @@ _EPS = 1e-8
 
 
 def yeo_johnson(z: np.ndarray, lam: np.ndarray) -> np.ndarray:
-    """Yeo-Johnson transform of each column of ``z`` (float64) with its own ``λ``."""
+    """Yeo-Johnson transform of each column of ``z`` (float64) with its own ``λ``.
+
+    Both branches in one pass: with ``L = log1p(|z|)`` and ``a = λ`` (z >= 0) or ``2 - λ`` (z < 0),
+    the transform is ``sign(z) · expm1(a L) / a`` (``sign(z) · L`` where ``a = 0``).
+    """
     z = np.asarray(z, dtype=np.float64)
-    lam = np.broadcast_to(np.asarray(lam, dtype=np.float64), z.shape)
-    out = np.empty_like(z)
-    pos = z >= 0
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        lp, zp = lam[pos], z[pos]
-        out[pos] = np.where(np.abs(lp) < _EPS, np.log1p(zp), np.expm1(lp * np.log1p(zp)) / np.where(np.abs(lp) < _EPS, 1.0, lp))
-        ln, zn = lam[~pos], z[~pos]
-        two = 2.0 - ln
-        out[~pos] = np.where(np.abs(two) < _EPS, -np.log1p(-zn), -np.expm1(two * np.log1p(-zn)) / np.where(np.abs(two) < _EPS, 1.0, two))
+    lam = np.asarray(lam, dtype=np.float64)
+    neg = z < 0
+    a = np.where(neg, 2.0 - lam, lam)
+    L = np.log1p(np.abs(z))
+    flat = np.abs(a) < _EPS
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.expm1(a * L)
+        out /= np.where(flat, 1.0, a)
+    if flat.any():
+        np.copyto(out, L, where=flat)
+    np.negative(out, out=out, where=neg)
     return out
 
 
