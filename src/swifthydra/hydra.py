@@ -478,7 +478,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         )
         generated = np.empty((0, X_tr.shape[1]), dtype=np.float32)
         best_auc = self.history_[0]["val_auc"]
-        best_state = (self._detector_snapshot(), generated)
+        # state_dict() returns copies: the kept state does not follow later fine-tuning
+        best_state = (self.detector_.state_dict(), generated)
         self.best_episode_ = 0
         stall = 0
         optimizer = None
@@ -542,22 +543,17 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             progress.advance()
             if not math.isnan(val_auc):
                 if math.isnan(best_auc) or val_auc > best_auc + 1e-4:
-                    best_auc, best_state, self.best_episode_, stall = val_auc, (self._detector_snapshot(), generated), e, 0
+                    best_auc, best_state, self.best_episode_, stall = val_auc, (self.detector_.state_dict(), generated), e, 0
                 else:
                     stall += 1
                     if stall >= self.patience:
                         break
             else:
-                best_state, self.best_episode_ = (self._detector_snapshot(), generated), e
+                best_state, self.best_episode_ = (self.detector_.state_dict(), generated), e
         state, generated = best_state
         self.detector_.model_.load_state_dict(state)
         self.detector_._set_threshold(self._combined(X_tr, y_tr, generated)[0])
         return generated
-
-    def _detector_snapshot(self) -> dict[str, torch.Tensor]:
-        """A copy of the large detector's weights (``state_dict`` shares storage with the live
-        parameters on CPU, so later fine-tuning would silently change a kept reference)."""
-        return {k: v.clone() for k, v in self.detector_.model_.state_dict().items()}
 
     # ------------------------------------------------------------------------------ scoring
     def _check_fitted(self) -> None:
