@@ -1,12 +1,12 @@
-"""Yeo-Johnson power transform of heavily skewed columns (SwiftHydra's ``transform="auto"``).
+"""Yeo-Johnson power transform of heavily skewed columns (SwiftHydra's ``feature_transform="auto"``).
 
 Neural detectors learn poorly from a column whose rows crowd into a corner of its range (hormone
 levels, byte counts, ...): after standardisation nearly every row sits at -0.3 and a few at 40.
-Trees do not care; a network does. Measured with ``benchmarks/`` style A/B runs (ADBench, 5 %
-labels, seeds 1-3): on annthyroid the power transform lifted AUC-ROC from 0.893 to 0.982 and on
-glass from 0.932 to 0.974, while transforming *every* column hurt datasets with roughly symmetric
-but multimodal columns (Ionosphere 0.865 -> 0.772). Hence the gate: only columns with more than
-two distinct values and ``|skewness| > 2`` are transformed.
+Trees do not care; a network does. On ADBench (5 % labels, seeds 1-3, ``swifthydra bench`` before
+and after) the transform lifted annthyroid's AUC-ROC from 0.893 to 0.982 and glass's from 0.932 to
+0.974. Transforming every non-binary column instead (``benchmarks/ab_panel.py``) cost 6.6 points
+on Pima (and gained 1.8 on letter), hence the gate: only columns with more than two distinct values and
+``|skewness| > 2`` are transformed.
 
 The transform runs on standardised values ``z`` (so ``λ`` does not depend on the data's units),
 then re-standardises. Forward and inverse are exact, monotone and finite for any finite input.

@@ -145,8 +145,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
     min_validation_anomalies : int, default=25
         Known anomalies needed for the held-out selection. A held-out set of a handful of
         anomalies ranks episodes by noise: measured on ADBench (5 % labels), selecting on 3-4
-        held-out anomalies cost up to 0.2 AUC-ROC on some splits (Cardiotocography, Pima), while on
-        datasets with 50+ labels it kept harmful episodes out (SpamBase).
+        held-out anomalies cost 0.2 AUC-ROC on a Cardiotocography split, while on datasets with
+        50+ labels it kept harmful episodes out (SpamBase).
     patience : int, default=2
         Episodes without a better validation AUC before the loop stops.
     contamination : float, default=0.1
