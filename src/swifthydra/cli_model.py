@@ -774,7 +774,7 @@ def info(
             "label_column": state.get("label_column"),
             "id_column": state.get("id_column"),
             "numeric_columns": pre.get("numeric_columns"),
-            "categorical_columns": {c: len(v) for c, v in pre.get("categories", {}).items()},
+            "categorical_columns": {c: len(v) for c, v in _categories(pre).items()},
             "dropped_columns": pre.get("dropped_columns", []),
             "non_numeric": pre.get("categorical"),
             "missing": pre.get("missing"),
@@ -829,6 +829,17 @@ def info(
             cells.append(f"{'-' if v is None else (f'{v:.4g}' if isinstance(v, float) else v):>15}")
         lines.append("  " + "  ".join(cells))
     typer.echo("\n".join(lines))
+
+
+def _categories(pre: dict) -> dict[str, list]:
+    """The categories of a stored preprocessing, in feature order (a list of pairs; older files:
+    an object)."""
+    from swifthydra.datasets.table import TablePreprocessor
+
+    try:
+        return TablePreprocessor.from_dict(pre).categories_
+    except InvalidInputError:
+        return {}
 
 
 def _short_list(items: list[str], n: int = 12) -> str:

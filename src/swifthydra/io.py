@@ -156,7 +156,7 @@ def save_model_dir(
 
 def _write_json(path: Path, content: Any) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=2, sort_keys=True, allow_nan=False)
+        json.dump(content, f, indent=2, allow_nan=False)  # keys in insertion order: order can carry meaning
         f.flush()
         os.fsync(f.fileno())
 

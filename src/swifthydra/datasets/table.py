@@ -479,7 +479,9 @@ class TablePreprocessor:
             "exclude": list(self.exclude),
             "numeric_columns": self.numeric_columns_,
             "medians": self.medians_,
-            "categories": self.categories_,
+            # a list of [column, categories] pairs: the order of the one-hot blocks is the order of
+            # the features, which a JSON object does not promise to keep
+            "categories": [[c, list(cats)] for c, cats in self.categories_.items()],
             "input_columns": self.input_columns_,
             "dropped_columns": self.dropped_columns_,
             "modes": self.modes_,
@@ -488,14 +490,22 @@ class TablePreprocessor:
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TablePreprocessor:
         try:
+            input_columns = [str(c) for c in state["input_columns"]]
+            categories = state["categories"]
+            if isinstance(categories, dict):
+                # Files written before 0.1.1 hold a JSON object whose keys were sorted on writing:
+                # the one-hot blocks follow the training column order, which input_columns keeps.
+                categories = [(c, categories[c]) for c in input_columns if c in categories]
+                if len(categories) != len(state["categories"]):
+                    raise ValueError("categorical columns that are not input columns")
             return cls(
                 categorical=state["categorical"],
                 missing=state["missing"],
                 exclude=list(state["exclude"]),
                 numeric_columns_=list(state["numeric_columns"]),
                 medians_={str(k): float(v) for k, v in state["medians"].items()},
-                categories_={str(k): [str(x) for x in v] for k, v in state["categories"].items()},
-                input_columns_=list(state["input_columns"]),
+                categories_={str(k): [str(x) for x in v] for k, v in categories},
+                input_columns_=input_columns,
                 dropped_columns_=[str(c) for c in state.get("dropped_columns", [])],
                 modes_={str(k): str(v) for k, v in state.get("modes", {}).items()},
             )
