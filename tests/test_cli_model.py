@@ -352,3 +352,16 @@ def test_score_leaves_the_garbage_collector_as_it_found_it(fitted, tmp_path):
                  ["explain", d / "model", tmp_path / "new.csv", "--top", "2"]):
         _invoke(*args)
         assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_fit_with_no_episode_saves_a_model_that_scores(tmp_path):
+    """`--episodes 0` (episode 0 only) used to save the model and then die on `best_episode_`."""
+    df, _ = _transactions()
+    data = tmp_path / "t.csv"
+    df.to_csv(data, index=False)
+    result = _invoke("fit", data, "--out", tmp_path / "m", "--label-column", "is_fraud", "--id-column", "tx_id",
+                     "--quick", "--episodes", "0")
+    assert result.exit_code == 0, result.output
+    assert "best 0" in result.output
+    scored = _invoke("score", tmp_path / "m", data, "--out", tmp_path / "s.csv")
+    assert scored.exit_code == 0, scored.output

@@ -421,6 +421,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
         generated = np.empty((0, X.shape[1]), dtype=np.float32)
         self.policy_ = None
+        self.best_episode_ = 0  # a fitted attribute after every fit, also with no episode to run
         if self.generator != "none" and self.episodes > 0:
             generated = self._self_reinforce(X_tr, y_tr, X_val, y_val, anchors, seed, progress)
         progress.close()
