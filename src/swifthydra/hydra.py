@@ -645,12 +645,14 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return self._unscale(cand[:n].detach().cpu().numpy())
 
     # ------------------------------------------------------------------------- persistence
-    def save(self, path, overwrite: bool = False, extra_files: dict | None = None):
+    def save(self, path, overwrite: bool = False, extra_files: dict | None = None, verify=None):
         """Save to a model directory (safetensors + JSON; see :mod:`swifthydra.io`).
 
         ``extra_files`` (file name -> JSON-serialisable content) are stored beside the model with
         their checksums, e.g. the table preprocessing that ``swifthydra fit`` saves; read them
-        back with :func:`swifthydra.io.read_model_json`.
+        back with :func:`swifthydra.io.read_model_json`. ``verify(tmp_dir)`` runs on the complete
+        directory before it is moved into place; when it raises nothing is saved (see
+        :func:`swifthydra.io.save_model_dir`).
         """
         from swifthydra.io import save_model_dir
 
@@ -679,7 +681,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         if self.policy_ is not None:
             tensors.update({f"policy.{k}": v for k, v in self.policy_.state_dict().items()})
             config["policy"] = {"obs_dim": self.policy_.obs_dim, "act_dim": self.policy_.act_dim}
-        return save_model_dir(path, MODEL_KIND, config, tensors, overwrite=overwrite, extra_files=extra_files)
+        return save_model_dir(path, MODEL_KIND, config, tensors, overwrite=overwrite, extra_files=extra_files,
+                              verify=verify)
 
     @classmethod
     def load(cls, path, device: str | None = None) -> SwiftHydra:

@@ -13,7 +13,10 @@ A model directory holds
 
 Saving is atomic: everything is written into a temporary directory beside the target, which is then
 renamed into place. Overwriting first moves the old directory aside and only deletes it once the
-new one is in place, so a crash at any moment leaves either the old model or the new one.
+new one is in place, so a crash at any moment leaves either the old model or the new one. A
+``verify`` callable given to :func:`save_model_dir` runs on the complete temporary directory
+before the rename (``swifthydra fit`` reloads and re-scores the model there): when it raises,
+the temporary directory is removed and any old model at the path is left untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +77,7 @@ def save_model_dir(
     *,
     overwrite: bool = False,
     extra_files: dict[str, Any] | None = None,
+    verify: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a model directory atomically.
 
@@ -91,6 +96,11 @@ def save_model_dir(
     extra_files : dict of str -> JSON-serialisable, optional
         More JSON files to write into the directory (plain file names ending in ``.json``), each
         covered by a SHA-256 in ``config.json``.
+    verify : callable, optional
+        Called with the path of the complete, checksummed temporary directory before it is
+        renamed into place (load it from there to check what was written). When it raises, the
+        directory is removed, nothing appears at ``path`` (an old model there is kept) and the
+        exception propagates.
 
     Returns
     -------
@@ -140,6 +150,8 @@ def save_model_dir(
         if files_sha256:
             meta["files_sha256"] = files_sha256
         _write_json(tmp / CONFIG_FILE, meta)
+        if verify is not None:
+            verify(tmp)
         if path.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
             aside.rmdir()
