@@ -4,8 +4,9 @@ Each variant (a JSON object of ``SwiftHydra`` parameters) is fitted on the ADBen
 dataset and seed (labelled ratio 0.05) with ``random_state=seed`` and scored on the test part:
 the same numbers as ``swifthydra bench`` gives for those cells. Prints one line per fit (AUC-ROC,
 AUC-PR, best episode, validation AUC per episode, fit seconds), then the mean AUC-ROC per dataset
-and variant. The README quotes these runs for the choices of ``feature_transform`` and
-``min_validation_anomalies``; to compare code versions, run it at each commit.
+and variant. docs/design.md and docs/benchmarks.md quote these runs for the choices of
+``feature_transform`` and ``min_validation_anomalies``; to compare code versions, run it at each
+commit.
 
     python benchmarks/ab_panel.py --datasets annthyroid,glass,letter \\
         --variant '{}' --variant '{"feature_transform": "standard"}'

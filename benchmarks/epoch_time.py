@@ -1,4 +1,4 @@
-"""Two micro timings behind README claims (a script, not a test).
+"""Two micro timings behind claims in docs/benchmarks.md (a script, not a test).
 
 1. One training epoch of the default ``MambaDetector`` on 8,000 random rows x 9 features
    (batch 256, 2 threads), with the short-sequence convolution as shifted sums (the default) and

@@ -4,7 +4,7 @@ Each row is ``(entry point, input, expected outcome)``: either a ``swifthydra`` 
 with a message that names the problem (Python API), an exit status with one ``error:`` line and no
 traceback (command line), or a documented behaviour that is checked (e.g. constant columns keep
 working with finite scores). ``CASES`` is the table; its length is the "bad inputs tried" count of
-the README's Reliability section.
+docs/reliability.md.
 
 Decided behaviours (tested here):
 

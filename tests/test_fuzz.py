@@ -2,7 +2,7 @@
 
 Every example is bounded (``max_examples``, tiny models), derandomised so CI runs the same
 examples each time, and the whole file runs in well under a minute on two busy cores. The
-``FUZZ_EXAMPLES`` counts are the "fuzz iterations" of the README's Reliability section; set
+``FUZZ_EXAMPLES`` counts are the "fuzz iterations" of docs/reliability.md; set
 ``SWIFTHYDRA_FUZZ_SCALE`` (an integer factor) to run more of them locally.
 
 Properties:

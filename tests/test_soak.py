@@ -10,8 +10,8 @@ the first quarter of the run with that of the last quarter (a sample can fall in
 see its transient buffers). Both tests together take well under two minutes on
 two busy cores (most of it is the command line writing 2,000,000 scores to Parquet).
 
-The numbers each run measured are printed (``pytest -s``) and are what the README's Reliability
-section reports.
+The numbers each run measured are printed (``pytest -s``) and are what the Soak section of
+docs/reliability.md reports.
 """
 
 from __future__ import annotations

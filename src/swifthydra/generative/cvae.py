@@ -1,4 +1,4 @@
-"""Conditional β-VAE: the generator ``G`` of Swift Hydra (DESIGN.md §1.1, step 1).
+"""Conditional β-VAE: the generator ``G`` of Swift Hydra (docs/design.md §5).
 
 * encoder ``q(z | x, y) = N(mu(x, y), diag(exp(logvar(x, y))))``;
 * decoder ``p(x | z, y) = N(dec(z, y), I)`` on *standardised* features;

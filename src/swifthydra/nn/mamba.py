@@ -30,14 +30,13 @@ discretise the continuous system ``h' = A h + B u`` (``A`` diagonal, negative) a
   then every parameter gradient in a few vectorised products), so autograd records a single node
   instead of a dozen per token.
 
-Which one is fastest depends on the hardware (measured with ``L`` = 9-128, ``D_in`` = 32-128,
-``N`` = 8-16 on 2 CPU threads): on CPU the doubling scan does ``O(L log L)`` work on tensors too
-big for the cache and loses to the loops everywhere; ``"recurrent"`` trains about 3x faster than
-autograd through ``"sequential"``; for scoring, ``"sequential"`` is fastest and needs no
-``(B, L, D_in, N)`` buffer. On a GPU (not measured here) the doubling scan's ``log L`` wide
-launches are expected to beat ``L`` narrow ones, and the fused ``selective_scan_fn`` kernel of
-``mamba-ssm`` to beat both; it is used when it imports (see :func:`_use_cuda_kernel`).
-``mode="auto"`` encodes these choices (:func:`_auto_mode`).
+Which one is fastest depends on the hardware (the CPU measurements: docs/design.md §3.3): on CPU
+the doubling scan does ``O(L log L)`` work on tensors too big for the cache and loses to the loops;
+``"recurrent"`` trains faster than autograd through ``"sequential"``; for scoring,
+``"sequential"`` is fastest and needs no ``(B, L, D_in, N)`` buffer. On a GPU (not measured here)
+the doubling scan's ``log L`` wide launches are expected to beat ``L`` narrow ones, and the fused
+``selective_scan_fn`` kernel of ``mamba-ssm`` to beat both; it is used when it imports (see
+:func:`_use_cuda_kernel`). ``mode="auto"`` encodes these choices (:func:`_auto_mode`).
 
 Tabular features have no natural order, so a block can be *bidirectional*: a second SSM (own
 convolution, Δ, B, C, A, D) reads the reversed sequence, and the two outputs are summed before the
@@ -315,8 +314,8 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
-# Up to this length the causal conv runs as a sum of shifted products: on CPU, PyTorch's
-# depthwise-convolution backward took 22% of a training epoch for 5-token rows (2.1 ms a call).
+# Up to this length the causal conv runs as a sum of shifted products, faster on CPU than
+# PyTorch's depthwise-convolution backward for short rows (the measurement: docs/design.md §3.4).
 _SHIFTED_CONV_MAX_LENGTH = 64
 
 

@@ -95,7 +95,8 @@ def choose_num_experts(
         X = PCA(n_components=n_dims, random_state=rng.randint(2**31 - 1)).fit_transform(X)
     seed = rng.randint(2**31 - 1)
     best_k, best_bic = min_experts, np.inf
-    # Multi-threaded BLAS on these small matrices is ~100x slower than one thread on a busy machine.
+    # One BLAS thread: multi-threaded BLAS on these small matrices is far slower on a busy machine
+    # (docs/design.md §9.3).
     with threadpool_limits(limits=1):
         for k in range(1, min(max_experts, X.shape[0]) + 1):
             gmm = GaussianMixture(
@@ -252,7 +253,7 @@ class MoMENet(nn.Module):
         flat_weight = weights.reshape(-1)  # (B k,)
         order = torch.sort(
             flat_expert
-        ).indices  # assignments grouped by expert (a stable sort is 15x slower)
+        ).indices  # assignments grouped by expert (a stable sort is slower: docs/design.md §9.6)
         counts = torch.bincount(flat_expert, minlength=self.n_experts).tolist()
         rows_of = order // k if k > 1 else order  # row of each assignment, grouped
         out = x.new_zeros(n)

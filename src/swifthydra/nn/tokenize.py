@@ -8,8 +8,8 @@ A row ``x ∈ R^F`` has no sequence structure of its own, so a tokeniser imposes
   (length ``F``); ``b_j`` doubles as a feature embedding. Costly on wide tables.
 - ``patch``: consecutive groups of ``p`` features become one token through a per-patch linear map
   (length ``ceil(F / p)``). ``p`` is chosen so the length never exceeds ``max_tokens`` (32 by
-  default), so 1555 features become 32 tokens of 49 features; with ``F <= max_tokens`` and
-  ``p = 1`` it is the ``feature`` tokeniser.
+  default here, so 1555 features become 32 tokens of 49 features; ``MambaDetector`` passes 8);
+  with ``F <= max_tokens`` and ``p = 1`` it is the ``feature`` tokeniser (docs/design.md §3.1).
 
 Every tokeniser maps ``(B, F)`` to ``(B, L, D)`` and exposes ``seq_len`` (``L``).
 :func:`make_tokenizer` builds one by name.

@@ -1,6 +1,7 @@
 """Reinforcement learning in the C-VAE's latent space: environment, actor-critic, PPO, reward.
 
-One episode of the self-reinforcing loop (DESIGN.md §1.1) uses these pieces as follows::
+One episode of the self-reinforcing loop (docs/design.md §6-§8) uses these pieces as follows
+(an illustration; the loop's own settings are in docs/design.md §6.3)::
 
     reward = HydraReward(anomalies, normals, detector, episode=e)
     env = make_latent_env(cvae, X_known_anomalies, reward, num_envs=64, horizon=8,

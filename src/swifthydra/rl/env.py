@@ -1,4 +1,4 @@
-"""Latent-space environment of the Swift Hydra agent (DESIGN.md §1.1, step 3).
+"""Latent-space environment of the Swift Hydra agent (docs/design.md §6.1).
 
 The agent walks in the latent space of the conditional VAE:
 

@@ -48,7 +48,7 @@ class PPOConfig:
     """Environment steps per rollout for every parallel start point (a multiple of the horizon
     keeps whole trajectories in one rollout); the batch is ``n_steps * num_envs`` transitions."""
     gamma: float = 0.99
-    """Discount factor of the return (not the reward's episode decay γ of DESIGN.md §1.1)."""
+    """Discount factor of the return (not the reward's episode decay γ of docs/design.md §7.1)."""
     gae_lambda: float = 0.95
     """λ of generalised advantage estimation (0: one-step TD, 1: Monte-Carlo)."""
     update_epochs: int = 4

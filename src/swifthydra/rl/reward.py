@@ -4,7 +4,7 @@ The agent proposes a candidate anomaly ``x̂`` (a decoded latent point). Its rew
 
     r(x̂) = λ·γ^e · ΔH(x̂) + (1 − γ^e) · (−log W(x̂)) − penalty · violation(x̂)
 
-with ``e`` the episode index of the self-reinforcing loop (DESIGN.md §1.1, step 4):
+with ``e`` the episode index of the self-reinforcing loop (docs/design.md §7):
 
 * ``ΔH(x̂)`` — **diversity**: how much the entropy of the anomaly set ``A`` (real plus generated so
   far) grows when ``x̂`` joins it. Estimated with the Kozachenko–Leonenko k-nearest-neighbour
@@ -15,14 +15,15 @@ with ``e`` the episode index of the self-reinforcing loop (DESIGN.md §1.1, step
 * ``γ^e`` moves the weight from diversity (early episodes) to deception (late episodes).
 * ``violation(x̂) ∈ {0, 1}`` — **label-noise guard**: a candidate whose k-th nearest *normal*
   row is closer than a data-driven margin (see :func:`normal_margin`) sits inside dense normal data;
-  labelled 1 it would teach the detector the wrong thing (DESIGN.md §3). It loses ``penalty`` in
+  labelled 1 it would teach the detector the wrong thing (docs/design.md §7.4). It loses ``penalty`` in
   the reward (optionally on a linear ramp, :func:`guard_violation`) and is flagged in the
   ``accepted`` mask so the loop can drop it at selection time.
 
-All distances are Euclidean in the space the caller passes (this project passes MinMax-scaled
-features). Every function takes and returns :class:`torch.Tensor` (numpy input is converted), works
-on CPU and CUDA, is vectorised with chunked ``torch.cdist``, and guards ``log``/division so that the
-outputs stay finite for duplicated, huge or non-finite inputs.
+All distances are Euclidean in the space the caller passes (``SwiftHydra`` passes its standardised,
+power-transformed rows: docs/design.md §7). Every function takes and returns
+:class:`torch.Tensor` (numpy input is converted), works on CPU and CUDA, is vectorised with chunked
+``torch.cdist``, and guards ``log``/division so that the outputs stay finite for duplicated, huge
+or non-finite inputs.
 """
 
 from __future__ import annotations
