@@ -17,8 +17,10 @@ Training, for rows ``X`` with weak labels ``y`` (1 = known anomaly, 0 = unlabele
 3. **Inference model.** A Mixture of Mamba Experts is trained on the final combined data (every
    real row, the held-out ones included, plus the kept generated anomalies), distilled from ``W``; it is what scores by default (``inference="mome"``).
 
-Ablations: ``generator="cvae"`` replaces the agent by plain VAE samples (same reward-based
-selection and guard); ``generator="none"`` adds no generated rows at all.
+Ablations: ``generator="cvae"`` replaces the agent by plain VAE samples, ``"nngmix"`` and
+``"mixup"`` by mixes of the known anomalies with their neighbours (same reward-based selection and
+guard; the proposal and selection steps are those of :mod:`swifthydra.generators`);
+``generator="none"`` adds no generated rows at all.
 """
 
 from __future__ import annotations
@@ -47,11 +49,11 @@ from swifthydra.exceptions import (
 from swifthydra.io import to_jsonable
 
 MODEL_KIND = "swifthydra.SwiftHydra"
-_GENERATORS = ("rl", "cvae", "none")
+_GENERATORS = ("rl", "cvae", "nngmix", "mixup", "none")
+_LATENT_GENERATORS = ("rl", "cvae")  # the generators that train a C-VAE
 _TRANSFORMS = ("auto", "yeo-johnson", "standard")
 _MAX_POWER_FIT_ROWS = 200_000
 _INFERENCE = ("mome", "large")
-_MAX_GUARD_NORMALS = 2000
 
 
 # Standardised values are clipped to +-this: far beyond any training row (|z| <= sqrt(n)) and
@@ -134,8 +136,13 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         Experts of the MoME; ``None`` = data-driven (:func:`~swifthydra.nn.moe.choose_num_experts`).
     inference : {"mome", "large"}, default="mome"
         Which model scores: the mixture of experts or the large detector.
-    generator : {"rl", "cvae", "none"}, default="rl"
-        How anomalies are generated (the latter two are ablations).
+    generator : {"rl", "cvae", "nngmix", "mixup", "none"}, default="rl"
+        How the candidate anomalies of each episode are proposed: the PPO agent's rollouts in the
+        C-VAE's latent space, plain C-VAE samples, NNG-Mix or mixup of the known anomalies with
+        unlabeled rows and with each other (no C-VAE is trained for these two); every proposal
+        goes through the same reward-based selection (:mod:`swifthydra.generators`, whose
+        samplers run the same steps around any detector). ``"none"`` generates nothing. All but
+        ``"rl"`` are ablations.
     distill : bool, default=True
         Distil the MoME from the large detector's scores.
     validation_fraction : float, default=0.2
@@ -397,7 +404,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             eval_set = (X_val, y_val) if len(val_idx) else None
             self.detector_ = self._make_detector(seed).fit(X_tr, y_tr, eval_set=eval_set)
         self.cvae_ = None
-        if self.generator != "none":
+        if self.generator in _LATENT_GENERATORS:
             with _stage("episode 0 (training the C-VAE)"):
                 self.cvae_ = CVAE(
                     latent_dim=self.latent_dim, epochs=self.cvae_epochs, random_state=seed, device=self.device
@@ -444,12 +451,14 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return self
 
     def _combined(self, X_tr, y_tr, generated):
+        from swifthydra.generators._core import generated_weight
+
         n_real = max(int(y_tr.sum()), 1)
         X_comb = np.vstack([X_tr, generated]).astype(np.float32)
         y_comb = np.concatenate([y_tr, np.ones(len(generated), dtype=np.int64)])
         w = np.ones(len(y_comb))
         if len(generated):
-            w[len(y_tr):] = min(1.0, float(self.generated_weight) * n_real / len(generated))
+            w[len(y_tr):] = generated_weight(n_real, len(generated), float(self.generated_weight))
         return X_comb, y_comb, w
 
     def _detector_probability(self, x: torch.Tensor) -> torch.Tensor:
@@ -458,66 +467,45 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return torch.as_tensor(p, dtype=torch.float32, device=x.device)
 
     def _self_reinforce(self, X_tr, y_tr, X_val, y_val, anchors, seed, progress) -> np.ndarray:
-        from swifthydra.rl import (
-            GaussianPolicy,
-            HydraReward,
-            PPOConfig,
-            make_latent_env,
-            train_agent,
-        )
-        from swifthydra.rl import generate_candidates as rollout
-        from swifthydra.rl.reward import kl_entropy, select_top
+        from swifthydra.generators._core import LatentProposer, default_top_l, make_reward, select
+        from swifthydra.rl.reward import kl_entropy
 
-        top_l = self.top_l if self.top_l is not None else int(np.clip(4 * len(anchors), 16, 128))
+        top_l = self.top_l if self.top_l is not None else default_top_l(len(anchors))
         normals = X_tr[y_tr == 0]
-        if len(normals) > _MAX_GUARD_NORMALS:
-            normals = normals[np.random.RandomState(seed).choice(len(normals), _MAX_GUARD_NORMALS, replace=False)]
         bounds = (X_tr.min(axis=0), X_tr.max(axis=0))
-        reward = HydraReward(
-            torch.from_numpy(anchors), torch.from_numpy(normals), self._detector_probability,
-            episode=1, lam=float(self.lam), gamma=float(self.gamma), seed=seed,
+        reward = make_reward(anchors, normals, self._detector_probability, lam=self.lam, gamma=self.gamma, seed=seed)
+        proposer = LatentProposer(
+            self.generator, num_envs=int(self.num_envs), horizon=int(self.horizon),
+            ppo_iterations=int(self.ppo_iterations),
         )
+        what = {"rl": "training the PPO agent", "cvae": "sampling the C-VAE"}.get(self.generator, "mixing anomalies")
         generated = np.empty((0, X_tr.shape[1]), dtype=np.float32)
         best_auc = self.history_[0]["val_auc"]
         # state_dict() returns copies: the kept state does not follow later fine-tuning
         best_state = (self.detector_.state_dict(), generated)
         self.best_episode_ = 0
         stall = 0
-        optimizer = None
         for e in range(1, self.episodes + 1):
             t0 = time.perf_counter()
             anomaly_set = np.vstack([anchors, generated])
             reward.update(anomalies=torch.from_numpy(anomaly_set), detector=self._detector_probability, episode=e)
-            ppo_stats: dict[str, float] = {}
-            if self.generator == "rl":
-                env = make_latent_env(
-                    self.cvae_, anchors, reward, num_envs=int(self.num_envs), horizon=int(self.horizon),
-                    x_bounds=bounds, seed=seed + e,
+            # candidates (agent rollouts, C-VAE samples or mixes) and the reward-based selection:
+            # the same steps as the samplers of swifthydra.generators
+            with _stage(f"episode {e} ({what})"):
+                cand, ppo_stats = proposer.propose(
+                    cvae=self.cvae_, anchors=anchors, reward=reward, bounds=bounds, episode=e, seed=seed,
+                    unlabeled=normals,
                 )
-                if self.policy_ is None:
-                    self.policy_ = GaussianPolicy(env.observation_dim, env.action_dim, seed=seed)
-                    optimizer = torch.optim.Adam(self.policy_.parameters(), lr=PPOConfig.learning_rate, eps=1e-5)
-                config = PPOConfig(n_steps=2 * int(self.horizon), seed=seed + e)
-                with _stage(f"episode {e} (training the PPO agent)"):
-                    logs = train_agent(env, self.policy_, config, iterations=int(self.ppo_iterations), optimizer=optimizer)
-                ppo_stats = {f"ppo_{k}": float(v) for k, v in logs[-1].items() if isinstance(v, (int, float))}
-                cand = rollout(env, self.policy_, n_rollouts=2, seed=seed + e)["x"]
-            else:  # plain C-VAE samples, same selection
-                n = 2 * int(self.num_envs) * int(self.horizon)
-                sample = self.cvae_.sample(n, 1, random_state=seed + e)
-                cand = torch.from_numpy(np.clip(sample, bounds[0], bounds[1]).astype(np.float32))
-            terms = reward.terms(cand)
-            keep = select_top(
-                terms["reward"], top_l, terms["accepted"], x=cand, min_distance=0.5 * reward.anomaly_radius
-            )
-            kept = cand[keep].detach().cpu().numpy().astype(np.float32)
+            self.policy_ = proposer.policy
+            kept, keep, terms = select(reward, cand, top_l)
             generated = np.vstack([generated, kept])
             X_comb, y_comb, w_comb = self._combined(X_tr, y_tr, generated)
             if self.finetune_epochs > 0:
                 with _stage(f"episode {e} (fine-tuning the large detector)"):
                     self.detector_.partial_fit(X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs))
-                with _stage(f"episode {e} (fine-tuning the C-VAE)"):
-                    self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs))
+                if self.cvae_ is not None:  # "mixup" and "nngmix" have no C-VAE
+                    with _stage(f"episode {e} (fine-tuning the C-VAE)"):
+                        self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs))
             val_auc = self._auc(y_val, self.detector_.decision_function(X_val)) if len(y_val) else float("nan")
             sel = keep.detach().cpu()
             row = {
@@ -628,7 +616,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise InvalidInputError(f"n must be a positive integer, got {n!r}.")
         if self.cvae_ is None:
-            raise InvalidInputError("this model was fitted with generator='none': it has no generator to sample.")
+            raise InvalidInputError(
+                f"this model was fitted with generator={self.generator!r}: it has no generator to sample "
+                "(neither a C-VAE nor an agent)."
+            )
         seed = 0 if random_state is None else int(random_state)
         if self.policy_ is None:
             return self._unscale(self.cvae_.sample(int(n), 1, random_state=seed))

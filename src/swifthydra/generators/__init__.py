@@ -1,0 +1,93 @@
+"""Anomaly generators as detector-agnostic samplers (imbalanced-learn's ``fit_resample`` contract).
+
+::
+
+    from swifthydra.generators import GENERATORS, make_generator
+
+    gen = make_generator("nngmix", random_state=0)
+    X_res, y_res = gen.fit_resample(X, y)   # y: 1 = known anomaly, 0 = unlabeled
+    # X_res[:n] is X and y_res[:n] is y (real rows first, same order); generated rows follow, y = 1
+    clf.fit(X_res, y_res, sample_weight=gen.sample_weight_)
+
+Generators (:data:`GENERATORS`):
+
+* ``"none"``: ``X`` and ``y`` unchanged.
+* ``"mixup"``: anomaly–anomaly and anomaly–unlabeled mixup (:class:`MixupGenerator`).
+* ``"nngmix"``: NNG-Mix, Dong et al. 2023 (:class:`NNGMixGenerator`).
+* ``"cvae"``: conditional-VAE samples through Swift Hydra's reward-based selection
+  (:class:`CVAEGenerator`).
+* ``"rl"``: Swift Hydra's PPO agent in the C-VAE's latent space, rewarded against a detector
+  (:class:`RLGenerator`, ``estimator=`` any object with ``predict_proba`` or
+  ``decision_function``).
+
+Every generated row has weight ``min(1, generated_weight · n_known_anomalies / n_generated)``
+(``sample_weight_``): together at most ``generated_weight`` times the real anomalies. In an
+``imblearn.pipeline.Pipeline`` the weights do not reach the classifier (every row weighs 1);
+call ``fit_resample`` yourself to use them.
+
+:class:`~swifthydra.hydra.SwiftHydra` runs the same proposal and selection steps
+(:mod:`swifthydra.generators._core`) inside its self-reinforcing loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swifthydra.exceptions import InvalidInputError
+from swifthydra.generators._samplers import (
+    BaseGenerator,
+    CVAEGenerator,
+    MixupGenerator,
+    NNGMixGenerator,
+    NoGenerator,
+    RLGenerator,
+    anomaly_probability,
+    default_estimator,
+)
+
+#: generator name -> class
+GENERATORS: dict[str, type[BaseGenerator]] = {
+    "none": NoGenerator,
+    "mixup": MixupGenerator,
+    "nngmix": NNGMixGenerator,
+    "cvae": CVAEGenerator,
+    "rl": RLGenerator,
+}
+
+
+def make_generator(name: str, random_state: Any = None, **params: Any) -> BaseGenerator:
+    """A generator by name (see :data:`GENERATORS`) with its parameters.
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown name (the message lists the names) or a parameter the generator does not
+        take (the message lists those it takes).
+    """
+    key = str(name).strip().lower() if isinstance(name, str) else name
+    if key not in GENERATORS:
+        raise InvalidInputError(
+            f"unknown generator {name!r}: choose one of {', '.join(GENERATORS)}."
+        )
+    cls = GENERATORS[key]
+    accepted = cls._get_param_names()
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise InvalidInputError(
+            f"generator {key!r} takes no parameter {unknown[0]!r}; it takes {', '.join(accepted)}."
+        )
+    return cls(random_state=random_state, **params)
+
+
+__all__ = [
+    "GENERATORS",
+    "BaseGenerator",
+    "CVAEGenerator",
+    "MixupGenerator",
+    "NNGMixGenerator",
+    "NoGenerator",
+    "RLGenerator",
+    "anomaly_probability",
+    "default_estimator",
+    "make_generator",
+]
