@@ -9,9 +9,11 @@ and validated in ``fit``; learned state lives in attributes with a trailing unde
 Labels are *weak*: 1 = known anomaly, 0 = unlabeled (mostly normal, possibly contaminated).
 Training minimises class-balanced binary cross-entropy (each class carries half of the loss)
 on class-balanced mini-batches (half known anomalies, cycled, half unlabeled rows), with early
-stopping on the balanced validation loss of a stratified split carved from the training rows. While fitting and scoring on CPU, denormal floats are flushed to zero (the previous mode is
-restored afterwards): decaying SSM states otherwise enter the denormal range, where x86
-arithmetic is several times slower. A fitted detector exposes its torch module as ``model_`` and can be rebuilt from
+stopping on the validation AUC-ROC (ties broken by the balanced validation loss) of a stratified
+split carved from the training rows, or of ``eval_set`` (docs/design.md §4.2-§4.3). While fitting
+and scoring on CPU, denormal floats are flushed to zero (the previous mode is restored afterwards):
+decaying SSM states otherwise enter the denormal range, where x86 arithmetic is several times
+slower (docs/design.md §4.4). A fitted detector exposes its torch module as ``model_`` and can be rebuilt from
 ``get_config()`` (JSON-serialisable) and ``state_dict()`` (tensors) with ``from_config``, which is
 what :mod:`swifthydra.io` stores with safetensors.
 """
@@ -34,6 +36,14 @@ from torch import nn
 
 from swifthydra._torch import resolve_device
 from swifthydra._validation import check_X, check_y
+from swifthydra.callbacks import (
+    DETECTOR,
+    DETECTOR_FINETUNE,
+    MOME,
+    CallbackList,
+    PrintLog,
+    as_callback_list,
+)
 from swifthydra.exceptions import InvalidInputError, NotFittedError, TrainingDivergedError
 from swifthydra.io import to_jsonable
 from swifthydra.nn.mamba import POOLINGS, SCAN_MODES, MambaConfig, MambaScorer
@@ -98,7 +108,7 @@ def _flush_denormals() -> Iterator[None]:
     """Flush denormal floats to zero on CPU for the duration, then restore the previous mode.
 
     Decaying SSM states, small gradients and their Adam moments drift into the denormal range,
-    where x86 arithmetic is many times slower (measured: a training epoch 3.7x slower).
+    where x86 arithmetic is many times slower (the measurement: docs/design.md §4.4).
     """
     previous = _denormals_flushed()
     changed = not previous and torch.set_flush_denormal(True)
@@ -115,9 +125,9 @@ def _single_threaded_ops() -> Iterator[None]:
 
     These networks run thousands of small ops per batch. With an intra-op pool every op is a
     parallel region that waits for all pool threads, and pool threads do not inherit the calling
-    thread's flush-to-zero mode. Measured on 2 cores shared with other jobs: two epochs of a
-    default MambaDetector took 9 s with one thread and 67-413 s with two. Scoring gets its
-    parallelism from whole batches on separate threads instead (see ``_scores``).
+    thread's flush-to-zero mode, so one thread is much faster on shared cores (the measurement:
+    docs/design.md §4.4). Scoring gets its parallelism from whole batches on separate threads
+    instead (see ``_scores``).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -385,7 +395,30 @@ class _NeuralDetector(BaseEstimator):
         for stale in ("best_epoch_", "dense_epochs_"):  # from an earlier fit
             self.__dict__.pop(stale, None)
 
-    def _fit(self, X, y, sample_weight, teacher, eval_set=None) -> _NeuralDetector:
+    # the names this model's training reports to callbacks: (fit, partial_fit); outside a
+    # fit/partial_fit call, nobody listens
+    _STAGES = ("model", "model fine-tuning")
+    _callbacks = CallbackList()
+    _stage = _STAGES[0]
+
+    @contextmanager
+    def _reporting(self, callbacks, stage: str) -> Iterator[CallbackList]:
+        """The callbacks of one ``fit``/``partial_fit`` call (plus :class:`PrintLog` when
+        ``verbose``) and its stage name, reachable from the epoch loop while it runs."""
+        cb = as_callback_list(callbacks, PrintLog(episodes=False) if self.verbose else None)
+        self._callbacks, self._stage = cb, stage
+        try:
+            yield cb
+        finally:
+            del self._callbacks, self._stage
+
+    def _fit(self, X, y, sample_weight, teacher, eval_set=None, callbacks=None) -> _NeuralDetector:
+        with self._reporting(callbacks, self._STAGES[0]) as cb:
+            self._fit_reported(X, y, sample_weight, teacher, eval_set)
+            cb.on_stage_end(self._STAGES[0])
+        return self
+
+    def _fit_reported(self, X, y, sample_weight, teacher, eval_set) -> None:
         self._validate_params()
         X, y, sw = self._check_fit_data(X, y, sample_weight)
         if teacher is not None:
@@ -418,7 +451,6 @@ class _NeuralDetector(BaseEstimator):
         self.n_train_rows_ = int(train_idx.size)
         self.n_val_rows_ = int(val_idx.size) if eval_set is None else int(val[0].shape[0])
         self._set_threshold(X)
-        return self
 
     def _check_eval_set(self, eval_set, n_features: int) -> tuple[np.ndarray, np.ndarray]:
         if not (isinstance(eval_set, (tuple, list)) and len(eval_set) == 2):
@@ -431,8 +463,15 @@ class _NeuralDetector(BaseEstimator):
             )
         return X_val, y_val
 
-    def _partial_fit(self, X, y, sample_weight, teacher, epochs) -> _NeuralDetector:
+    def _partial_fit(self, X, y, sample_weight, teacher, epochs, callbacks=None) -> _NeuralDetector:
         _check_int("epochs", epochs, 1)
+        with self._reporting(callbacks, self._STAGES[1]) as cb:
+            cb.on_stage_begin(self._STAGES[1], int(epochs))
+            self._partial_fit_reported(X, y, sample_weight, teacher, epochs)
+            cb.on_stage_end(self._STAGES[1])
+        return self
+
+    def _partial_fit_reported(self, X, y, sample_weight, teacher, epochs) -> None:
         fitted = hasattr(self, "model_")
         if not fitted:
             self._validate_params()
@@ -448,7 +487,6 @@ class _NeuralDetector(BaseEstimator):
         data = self._tensors(X, y, _class_normalized_weights(y, sw), teacher)
         self._run_epochs(data, None, int(epochs), seed, early_stopping=False)
         self._set_threshold(X)
-        return self
 
     def _tensors(self, X, y, w, t) -> tuple[torch.Tensor, ...]:
         dev = self.device_
@@ -462,6 +500,7 @@ class _NeuralDetector(BaseEstimator):
 
     def _train_schedule(self, train, val, seed: int) -> None:
         """What ``fit`` runs after initialisation: epochs with early stopping when ``val`` exists."""
+        self._callbacks.on_stage_begin(self._stage, int(self.max_epochs))
         self._run_epochs(train, val, int(self.max_epochs), seed, early_stopping=val is not None)
 
     def _run_epochs(
@@ -520,13 +559,7 @@ class _NeuralDetector(BaseEstimator):
                 if val is not None:
                     record["val_auc"], record["val_loss"] = self._evaluate(val)
                 self.history_.append(record)
-                if self.verbose:
-                    print(
-                        " ".join(
-                            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in record.items()
-                        )
-                    )
+                self._callbacks.on_epoch_end(self._stage, record)
                 if early_stopping and epoch >= int(self.min_epochs):
                     key = (record["val_auc"], record["val_loss"])
                     if _better(key, best):
@@ -797,7 +830,7 @@ class MambaDetector(_NeuralDetector):
         Token width.
     n_layers : int, default=2
         Residual Mamba blocks.
-    d_state : int, default=8
+    d_state : int, default=4
         SSM state size per channel.
     expand : int, default=2
         Inner width multiplier of each block.
@@ -805,7 +838,7 @@ class MambaDetector(_NeuralDetector):
         Causal convolution kernel size.
     bidirectional : bool, default=True
         Also scan the token sequence backwards (feature order is arbitrary in a table).
-    max_tokens : int, default=32
+    max_tokens : int, default=8
         Longest token sequence of the ``"patch"`` tokeniser.
     pooling : {"mean", "last", "max"}, default="mean"
         How token outputs become one vector.
@@ -826,9 +859,7 @@ class MambaDetector(_NeuralDetector):
         held-out unlabeled rows, ties broken by the balanced validation loss.
     min_epochs : int, default=1
         Epochs trained before a checkpoint may be picked. Early checkpoints generalise better
-        to unseen anomalies: in SwiftHydra on PageBlocks and SpamBase (5% labels, seeds 1-3)
-        ``min_epochs=1, patience=8`` gave mean test AUC-ROC 0.961 and 0.893 against 0.910 and
-        0.862 with ``min_epochs=5, patience=10``.
+        to unseen anomalies (the measurement: docs/design.md §4.3).
     validation_fraction : float, default=0.2
         Share of each class held out for early stopping (stratified; drawn from the training
         rows). With fewer than two known anomalies no split is made and ``max_epochs`` run.
@@ -858,12 +889,14 @@ class MambaDetector(_NeuralDetector):
     labels_ : ndarray of shape (n_samples,)
         ``predict`` on the training rows.
     history_ : list of dict
-        Per-epoch ``train_loss`` and ``val_loss``.
+        Per epoch: ``train_loss`` and, with early stopping, ``val_auc`` and ``val_loss``.
     n_epochs_ : int
         Epochs trained so far (``fit`` plus ``partial_fit``).
     best_epoch_ : int
         Epoch whose weights ``fit`` kept (when early stopping ran).
     """
+
+    _STAGES = (DETECTOR, DETECTOR_FINETUNE)
 
     def __init__(
         self,
@@ -934,7 +967,9 @@ class MambaDetector(_NeuralDetector):
         kwargs = {"max_tokens": int(self.max_tokens)} if self.tokenizer == "patch" else {}
         return _scorer_numel(n_features, self.tokenizer, self._mamba_config(), kwargs, standardize=True)
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, *, eval_set: Any = None) -> MambaDetector:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, *, eval_set: Any = None, callbacks: Any = None
+    ) -> MambaDetector:
         """Train on rows ``X`` with weak labels ``y`` (1 = known anomaly, 0 = unlabeled).
 
         Parameters
@@ -946,15 +981,17 @@ class MambaDetector(_NeuralDetector):
         eval_set : pair (X_val, y_val), optional
             Rows for early stopping instead of an internal ``validation_fraction`` split, so every
             row of ``X`` trains (``y_val`` must hold both labels).
+        callbacks : Callback or list of Callback, optional
+            Told of each epoch (:mod:`swifthydra.callbacks`); stage ``"detector"``.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, sample_weight, None, eval_set)
+        return self._fit(X, y, sample_weight, None, eval_set, callbacks)
 
     def partial_fit(
-        self, X: Any, y: Any, sample_weight: Any = None, *, epochs: int = 1
+        self, X: Any, y: Any, sample_weight: Any = None, *, epochs: int = 1, callbacks: Any = None
     ) -> MambaDetector:
         """Train ``epochs`` more epochs on ``(X, y)`` without early stopping.
 
@@ -962,7 +999,7 @@ class MambaDetector(_NeuralDetector):
         fine-tunes the detector this way each episode). On an unfitted detector it initialises the
         network from ``X`` first. ``decision_scores_`` and ``threshold_`` are recomputed on ``X``.
         """
-        return self._partial_fit(X, y, sample_weight, None, epochs)
+        return self._partial_fit(X, y, sample_weight, None, epochs, callbacks)
 
 
 class MoME(_NeuralDetector):
@@ -996,8 +1033,7 @@ class MoME(_NeuralDetector):
         Shape of each expert (see :class:`MambaDetector`).
     feature_dim : int, default=8
         With the ``"row"`` tokeniser, size of each feature's linear-ReLU embedding before the
-        token projection (0: a plain linear token). Measured at labelled ratio 0.05 (seed 1, one
-        dense expert): AUC-ROC 0.89 -> 0.98 on annthyroid and 0.83 -> 0.91 on Cardiotocography.
+        token projection (0: a plain linear token); the measurement: docs/design.md §9.6.
     max_tokens : int, default=32
         Longest sequence of a ``"patch"`` tokeniser.
     pooling : {"mean", "last", "max"}, default="mean"
@@ -1005,9 +1041,8 @@ class MoME(_NeuralDetector):
     balance_coef : float, default=0.05
         Weight of the load-balancing loss.
     distill_alpha : float, default=5.0
-        Weight of the distillation loss when ``teacher_scores`` are given. Measured on five
-        ADBench datasets (labelled ratio 0.05, seeds 1-3, ``benchmarks/accuracy.py``): mean
-        AUC-ROC 0.904 for MoME on the labels alone, 0.954 distilled from a MambaDetector (0.948).
+        Weight of the distillation loss when ``teacher_scores`` are given (distillation is what
+        lets the mixture match the large detector: docs/design.md §9.5).
     upcycle : bool, default=True
         ``fit`` first trains one dense expert on all rows (with early stopping), copies it into
         every expert, then trains the routed mixture, keeping its weights only if they beat
@@ -1044,6 +1079,8 @@ class MoME(_NeuralDetector):
         As in :class:`MambaDetector`; ``history_`` also logs ``train_bce``, ``train_distill`` and
         ``train_balance``.
     """
+
+    _STAGES = (MOME, MOME + " fine-tuning")
 
     def __init__(
         self,
@@ -1166,6 +1203,7 @@ class MoME(_NeuralDetector):
         early = val is not None
         epochs = int(self.max_epochs)
         dense_epochs = epochs if early else (epochs + 1) // 2
+        self._callbacks.on_stage_begin(self._stage, 2 * epochs if early else epochs)
         net.dense = True
         try:
             best = self._run_epochs(train, val, dense_epochs, seed, early_stopping=early)
@@ -1243,7 +1281,9 @@ class MoME(_NeuralDetector):
                 out[start : start + bs] = net.route(xb, sample=False)[1].cpu().numpy()
         return out
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, teacher_scores: Any = None) -> MoME:
+    def fit(
+        self, X: Any, y: Any, sample_weight: Any = None, teacher_scores: Any = None, *, callbacks: Any = None
+    ) -> MoME:
         """Train on rows ``X`` with weak labels ``y``, optionally distilling a teacher.
 
         Parameters
@@ -1257,12 +1297,14 @@ class MoME(_NeuralDetector):
             ``MambaDetector.decision_function(X)`` or its ``decision_scores_``); the student's
             logits are pulled towards them by a squared error scaled by their variance. Convert
             probabilities ``p`` with ``scipy.special.logit(p)``.
+        callbacks : Callback or list of Callback, optional
+            Told of each epoch (:mod:`swifthydra.callbacks`); stage ``"mixture of experts"``.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, sample_weight, teacher_scores)
+        return self._fit(X, y, sample_weight, teacher_scores, callbacks=callbacks)
 
     def partial_fit(
         self,
@@ -1272,6 +1314,7 @@ class MoME(_NeuralDetector):
         teacher_scores: Any = None,
         *,
         epochs: int = 1,
+        callbacks: Any = None,
     ) -> MoME:
         """Train ``epochs`` more epochs on ``(X, y)`` without early stopping (see ``fit``)."""
-        return self._partial_fit(X, y, sample_weight, teacher_scores, epochs)
+        return self._partial_fit(X, y, sample_weight, teacher_scores, epochs, callbacks)

@@ -34,6 +34,8 @@ from torch import nn
 
 from swifthydra._torch import resolve_device
 from swifthydra._validation import check_X, check_y
+from swifthydra.callbacks import CVAE as CVAE_STAGE
+from swifthydra.callbacks import CVAE_FINETUNE, as_callback_list
 from swifthydra.exceptions import InvalidInputError, NotFittedError, TrainingDivergedError
 
 __all__ = ["CVAE", "CVAENet"]
@@ -269,7 +271,9 @@ class CVAE(BaseEstimator):
             return self._np_rng.choice(n, size=n, replace=True, p=p / p.sum())
         return self._np_rng.permutation(n)
 
-    def _train(self, X: np.ndarray, y: np.ndarray, epochs: int) -> None:
+    def _train(self, X: np.ndarray, y: np.ndarray, epochs: int, callbacks=None, stage: str = CVAE_STAGE) -> None:
+        report = as_callback_list(callbacks)
+        report.on_stage_begin(stage, int(epochs))
         net = self.net_
         if self._optimizer is None:
             self._optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -306,7 +310,9 @@ class CVAE(BaseEstimator):
                     "kl": float(tot[2]),
                 }
             )
+            report.on_epoch_end(stage, self.loss_curve_[-1])
         net.eval()
+        report.on_stage_end(stage)
 
     def _diverged(self, what: str) -> None:
         """Raise :class:`TrainingDivergedError` naming the epoch (1-based, counting every epoch)."""
@@ -315,15 +321,16 @@ class CVAE(BaseEstimator):
             f"(now {self.lr:g}) or check the data for extreme values."
         )
 
-    def fit(self, X: Any, y: Any) -> CVAE:
-        """Train from scratch on rows ``X`` (n, d) with labels ``y`` (n,) in {0, 1}."""
+    def fit(self, X: Any, y: Any, *, callbacks: Any = None) -> CVAE:
+        """Train from scratch on rows ``X`` (n, d) with labels ``y`` (n,) in {0, 1}; ``callbacks``
+        (:mod:`swifthydra.callbacks`) are told of each epoch, stage ``"C-VAE"``."""
         Xa = check_X(X, name="X", dtype=np.float32)
         ya = check_y(y, Xa.shape[0])
         self._init(Xa)
-        self._train(Xa, ya, int(self.epochs))
+        self._train(Xa, ya, int(self.epochs), callbacks)
         return self
 
-    def partial_fit(self, X: Any, y: Any, epochs: int | None = None) -> CVAE:
+    def partial_fit(self, X: Any, y: Any, epochs: int | None = None, *, callbacks: Any = None) -> CVAE:
         """Continue training for ``epochs`` (default 1) on ``X, y``; fits first if unfitted.
 
         The standardisation and the optimiser state of the first fit are kept, so this is the
@@ -338,7 +345,7 @@ class CVAE(BaseEstimator):
         else:
             Xa = check_X(X, name="X", n_features=self.n_features_in_, dtype=np.float32)
         ya = check_y(y, Xa.shape[0])
-        self._train(Xa, ya, epochs)
+        self._train(Xa, ya, epochs, callbacks, CVAE_FINETUNE)
         return self
 
     # ------------------------------------------------------------------ inference
