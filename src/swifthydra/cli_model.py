@@ -458,11 +458,20 @@ def fit(
             "command": "swifthydra " + " ".join(sys.argv[1:]) if sys.argv and "swifthydra" in sys.argv[0] else None,
         },
     }
-    est.save(out, overwrite=force, extra_files={PREPROCESSING_FILE: state})
+    # Self-check before the model is moved into place: reload it, score a sample of the training
+    # rows as `score` would, compare with the model in memory (a failure keeps any old model).
+    from swifthydra._fit_check import check_saved_model
+
+    checked: dict = {}
+    replacing = out.exists()
+    est.save(out, overwrite=force, extra_files={PREPROCESSING_FILE: state}, verify=lambda tmp: checked.update(
+        check_saved_model(tmp, est, table.X, Path(data), target=out, replacing=replacing)))
     flagged = float(np.mean(est.labels_))
     typer.echo(
         f"saved {out}: {X.shape[1]} features, {len(est.history_) - 1} episodes (best {est.best_episode_}), "
-        f"threshold {est.threshold_:.4g} ({flagged:.1%} of training rows above it), {fit_seconds:.1f} s"
+        f"threshold {est.threshold_:.4g} ({flagged:.1%} of training rows above it), {fit_seconds:.1f} s; "
+        f"self-check ok ({checked['rows']} training rows re-read and re-scored from the saved files, max |score "
+        f"difference| {checked['max_difference']:.1e})"
     )
 
 
