@@ -206,3 +206,107 @@ def test_preprocessing_saved_by_an_older_version_loads(frame):
     pre = TablePreprocessor.from_dict(state)
     X = pre.transform(frame.drop(columns=["id", "is_fraud"]).astype({"count": object}))
     assert X.shape == (5, 7) and X[:, 1].tolist() == [1, 2, 3, 4, 5]
+
+
+# ---------------------------------------------------------------- kinds, timestamps, ranges
+def _timed_frame(n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "x": rng.normal(size=n),
+        "when": pd.date_range("2024-03-01 06:00", periods=n, freq="5h").strftime("%Y-%m-%dT%H:%M:%S"),
+        "city": rng.choice(["paris", "lyon"], n),
+    })
+
+
+def test_kinds_timestamps_and_ranges_roundtrip_json_and_transform_identically():
+    df = _timed_frame()
+    df.loc[3, "when"] = None
+    pre = TablePreprocessor().fit(df)
+    assert pre.kinds_ == {"x": "numeric", "when": "datetime", "city": "categorical"}
+    assert pre.feature_names_ == ["x", "when:hour", "when:weekday", "when:elapsed_days",
+                                  "city=lyon", "city=paris", "city=__other__"]
+    assert pre.ranges_ == {"x": [df["x"].min(), df["x"].max()]}
+    state = json.loads(json.dumps(pre.to_dict()))
+    assert state["kinds"] == pre.kinds_ and state["datetimes"][0][0] == "when"
+    back = TablePreprocessor.from_dict(state)
+    new = _timed_frame(n=20, seed=1)
+    new["x"] = new["x"] * 5  # some values beyond the training range
+    np.testing.assert_array_equal(back.transform(df), pre.transform(df))
+    a, b = pre.transform_checked(new), back.transform_checked(new)
+    np.testing.assert_array_equal(a.X, b.X)
+    outside = int(((new["x"] < df["x"].min()) | (new["x"] > df["x"].max())).sum())
+    assert outside > 0 and a.out_of_range == b.out_of_range == {"x": outside}
+    X = pre.transform(df)
+    # 2024-03-01 06:00 was a Friday (weekday 4); the first timestamp is the origin
+    np.testing.assert_allclose(X[0, 1:4], [6.0, 4.0, 0.0])
+    np.testing.assert_allclose(X[1, 1:4], [11.0, 4.0, 5 / 24])
+    np.testing.assert_allclose(X[3, 1:4], pre.baseline_()[1:4])  # missing: the median timestamp
+
+
+def test_only_iso_dates_are_timestamps_and_numbers_as_text_stay_numeric():
+    n = 6
+    df = pd.DataFrame({
+        "iso_date": [f"2024-01-0{i}" for i in range(1, n + 1)],
+        "zulu": ["2024-01-01T10:00:00Z", "2024-01-01T11:00:00+01:00"] * 3,
+        "ids": [f"2024-{i}" for i in range(n)],  # codes that are not dates
+        "slashes": ["01/02/2024"] * n,  # ambiguous day/month: a category
+        "compact": ["20240101"] * n,  # a number
+        "bad_month": ["2024-13-01"] * n,  # ISO-shaped but not a date
+        "numbers_as_text": pd.Series([str(i) for i in range(n)], dtype="string"),
+        "stamp": pd.date_range("2024-01-01", periods=n, freq="D", tz="America/New_York"),
+    })
+    pre = TablePreprocessor().fit(df)
+    assert pre.kinds_ == {
+        "iso_date": "datetime", "zulu": "datetime", "ids": "categorical", "slashes": "categorical",
+        "compact": "numeric", "bad_month": "categorical", "numbers_as_text": "numeric", "stamp": "datetime",
+    }
+    X = pre.transform(df)
+    names = pre.feature_names_
+    # times with an offset or a time zone are taken in UTC: 10:00Z and 11:00+01:00 are the same instant
+    hour = names.index("zulu:hour")
+    assert X[0, hour] == X[1, hour] == 10.0
+    assert X[0, names.index("stamp:hour")] == 5.0  # midnight in New York = 05:00 UTC
+
+
+def test_a_column_of_another_kind_is_an_error_and_bad_values_name_a_1_based_row():
+    df = _timed_frame(n=10)
+    pre = TablePreprocessor().fit(df)
+    with pytest.raises(InvalidInputError, match=r"column 'x' held numbers in training but holds dates/times \(datetime64\) now"):
+        pre.transform(df.assign(x=pd.date_range("2024-01-01", periods=10)))
+    with pytest.raises(InvalidInputError, match=r"column 'when' held dates/times in training but holds text now \('soon' in data row 1"):
+        pre.transform(df.assign(when=["soon"] * 10))
+    with pytest.raises(InvalidInputError, match="column 'city' held text categories in training but holds numbers now"):
+        pre.transform(df.assign(city=np.arange(10.0)))
+    # an all-missing column is of no kind: imputed
+    X = pre.transform(df.assign(when=None, x=np.nan, city=None))
+    np.testing.assert_allclose(X[:, :4], np.tile(pre.baseline_()[:4], (10, 1)))
+    bad = df.astype({"x": object})
+    bad.loc[4, "x"] = "n/a"
+    bad.loc[7, "when"] = "2024-02-30T10:00:00"
+    with pytest.raises(InvalidInputError, match=r"column 'x' holds non-numeric values.*'n/a' in data row 5 .*, and 1 more row"):
+        pre.transform(bad)
+    with pytest.raises(InvalidInputError, match=r"'n/a' in data row 105 "):
+        pre.transform_checked(bad, first_row=101)
+    for policy in ("skip", "nan"):
+        out = pre.transform_checked(bad, on_bad_rows=policy)
+        assert np.flatnonzero(out.bad).tolist() == [4, 7] and "data row 5" in out.first_bad
+        np.testing.assert_array_equal(out.X[~out.bad], pre.transform(df)[~out.bad])
+        np.testing.assert_array_equal(out.X[4], pre.baseline_())
+    huge = pre.transform_checked(df.assign(x=[1e300] + [0.0] * 9), on_bad_rows="skip", max_abs=1e30)
+    assert huge.bad.tolist() == [True] + [False] * 9 and "magnitude 1e+300" in huge.first_bad
+
+
+def test_old_preprocessing_without_kinds_ranges_or_timestamps_still_loads(frame):
+    pre = TablePreprocessor(exclude=["id", "is_fraud"]).fit(frame)
+    state = json.loads(json.dumps(pre.to_dict()))
+    for key in ("kinds", "ranges", "datetimes"):
+        state.pop(key)
+    old = TablePreprocessor.from_dict(state)
+    assert old.kinds_ == pre.kinds_ and old.ranges_ == {} and old.datetimes_ == {}
+    new = frame.drop(columns=["id", "is_fraud"]).assign(amount=1e6)
+    np.testing.assert_array_equal(old.transform(new), pre.transform(new))
+    assert old.transform_checked(new).out_of_range == {}  # no ranges stored: no range check
+    assert pre.transform_checked(new).out_of_range == {"amount": 5, "count": 0}
+    state["kinds"] = {**pre.kinds_, "amount": "datetime"}
+    with pytest.raises(InvalidInputError, match="column kinds do not match"):
+        TablePreprocessor.from_dict(state)

@@ -9,6 +9,14 @@ it as text or objects (integers beyond int64 in a CSV, numbers stored as strings
 fitted :class:`TablePreprocessor` is returned with the data; it is plain JSON-serialisable state,
 so the same transform applies at scoring time (``preprocessor.transform(df)``).
 
+Each column's kind (numeric, categorical or datetime) is recorded at fit, and a column whose
+values are of another kind at scoring time is an error naming it. Timestamps (datetime64, or ISO
+8601 text such as ``2024-03-01 13:45:00``) become three numeric features (hour of the day, day of
+the week, days since the earliest training timestamp). The training range of each numeric column
+is kept, so scoring can count values outside it. A value that cannot be used (text in a numeric
+column, inf, a timestamp that does not parse) is an error naming its column and 1-based data row,
+or, with ``transform_checked(on_bad_rows="skip"|"nan")``, marks its row instead.
+
 Files larger than memory are read in chunks: :func:`table_columns` reads only the header (CSV) or
 schema (Parquet), and :func:`iter_table` yields DataFrames of at most ``chunk_rows`` rows (Parquet
 through ``pyarrow.parquet.ParquetFile.iter_batches``, CSV through ``pandas.read_csv(chunksize=...)``).
@@ -284,15 +292,136 @@ def _is_numeric(col) -> bool:
     return True
 
 
+# ISO 8601 dates and times, the only text read as timestamps: 2024-03-01, 2024-03-01 13:45,
+# 2024-03-01T13:45:07.25Z, 2024-03-01 13:45:07+02:00. Other spellings (01/03/2024, 1 Mar 2024)
+# are ambiguous or locale-dependent, and ids or codes must never be taken for dates.
+_ISO_DATETIME = (
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+_EPOCH = "1970-01-01"
+_DAY = 86_400.0
+DATETIME_FEATURES = ("hour", "weekday", "elapsed_days")
+KINDS = ("numeric", "categorical", "datetime")
+_KIND_TEXT = {"numeric": "numbers", "categorical": "text categories", "datetime": "dates/times"}
+BAD_ROWS = ("fail", "skip", "nan")
+
+
+def _row_text(row: int) -> str:
+    """A 1-based data row, unambiguously."""
+    return f"data row {row} (row 1 = the first row after the header)"
+
+
+def _show(value) -> str:
+    """A value from a table, for a message: numpy scalars as Python ones, timestamps as text."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if hasattr(value, "isoformat") and not isinstance(value, str):
+        return str(value)
+    return repr(value)
+
+
+def _is_datetime_dtype(col) -> bool:
+    pd = _pandas()
+    return bool(pd.api.types.is_datetime64_any_dtype(col))
+
+
+def _looks_like_dates(values) -> np.ndarray:
+    """Per value (a Series of non-missing values): whether it is ISO 8601 date/time text."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    text = values.astype("string").str.strip()
+    return text.str.fullmatch(_ISO_DATETIME).fillna(False).to_numpy(dtype=bool)
+
+
+def _parse_seconds(col) -> tuple[np.ndarray, np.ndarray]:
+    """``(seconds since 1970-01-01 UTC, float64 with NaN for missing, unreadable mask)`` of a
+    column of timestamps: datetime64 (time-zone aware ones converted to UTC) or ISO 8601 text
+    (text with a UTC offset converted to UTC, text without one taken as is)."""
+    pd = _pandas()
+    if _is_datetime_dtype(col):
+        ts = col
+        if getattr(col.dtype, "tz", None) is not None:
+            ts = col.dt.tz_convert("UTC").dt.tz_localize(None)
+        seconds = (ts - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
+        return seconds, np.zeros(len(col), dtype=bool)
+    present = col.notna().to_numpy(dtype=bool)
+    text = col.astype("string").str.strip()
+    iso = text.str.fullmatch(_ISO_DATETIME).fillna(False)
+    parsed = pd.to_datetime(text.where(iso), format="ISO8601", utc=True, errors="coerce")
+    seconds = (parsed.dt.tz_localize(None) - pd.Timestamp(_EPOCH)).dt.total_seconds()
+    seconds = seconds.to_numpy(dtype=np.float64, na_value=np.nan)
+    return seconds, present & np.isnan(seconds)
+
+
+def _is_datetime(col) -> bool:
+    """Whether a column holds timestamps: a datetime64 dtype, or text whose every value is an
+    ISO 8601 date or date-time that parses (so ids and codes are never taken for dates)."""
+    pd = _pandas()
+    if _is_datetime_dtype(col):
+        return bool(col.notna().any())
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
+        return False
+    values = col.dropna()
+    if len(values) == 0:
+        return False
+    for part in (values.iloc[:1000], values.iloc[1000:]):  # a text column fails on its first values
+        if len(part) and not _looks_like_dates(part).all():
+            return False
+    _, unreadable = _parse_seconds(values)
+    return not unreadable.any()
+
+
+def datetime_features(seconds: np.ndarray, origin: float) -> np.ndarray:
+    """The features of timestamps (seconds since 1970-01-01, no NaN): hour of the day (0-24,
+    fractional), day of the week (0 = Monday) and days elapsed since ``origin`` (the training
+    minimum), as ``(n, 3)`` float64."""
+    days = np.floor(seconds / _DAY)
+    out = np.empty((seconds.shape[0], 3), dtype=np.float64)
+    out[:, 0] = (seconds - days * _DAY) / 3600.0
+    out[:, 1] = np.mod(days + 3.0, 7.0)  # 1970-01-01 was a Thursday
+    out[:, 2] = (seconds - origin) / _DAY
+    return out
+
+
+def _format_seconds(seconds: float) -> str:
+    pd = _pandas()
+    return str(pd.Timestamp(_EPOCH) + pd.Timedelta(seconds=float(seconds)))
+
+
+@dataclass
+class Prepared:
+    """What :meth:`TablePreprocessor.transform_checked` returns for a table (or a chunk of one)."""
+
+    X: np.ndarray  #: features, float64, finite (a bad row holds the typical row, see ``bad``)
+    bad: np.ndarray  #: per row: a value could not be used (only with on_bad_rows 'skip' or 'nan')
+    first_bad: str | None  #: the first bad value, described (column, data row, value)
+    out_of_range: dict[str, int]  #: per numeric column: values outside the training [min, max]
+
+
 @dataclass
 class TablePreprocessor:
     """Column-wise preprocessing learnt from a training table.
+
+    Each feature column gets a kind at fit (``kinds_``): ``"numeric"`` (numbers, also numbers
+    stored as text), ``"datetime"`` (a datetime64 column, or text whose every value is an ISO 8601
+    date or date-time such as ``2024-03-01 13:45:07``) or ``"categorical"`` (any other text).
+    :meth:`transform` refuses a column whose values are of another kind than in training (dates
+    where training had numbers, numbers where it had text categories, ...), naming the column, both
+    kinds and a row.
+
+    A datetime column becomes three features, ``<column>:hour`` (hour of the day, 0-24 with
+    minutes as fractions), ``<column>:weekday`` (0 = Monday ... 6 = Sunday) and
+    ``<column>:elapsed_days`` (days since the earliest training timestamp), never a one-hot block
+    of distinct timestamps. Times with a UTC offset or a time zone are converted to UTC first;
+    naive times are taken as they are. A missing timestamp is imputed with the training median
+    timestamp, as missing numbers are imputed with their column's median.
 
     Parameters
     ----------
     categorical : {"onehot", "reject", "drop"}
         What to do with non-numeric columns: one-hot encode them, refuse them, or leave them out
-        (``dropped_columns_``; they may then be present or absent at scoring time).
+        (``dropped_columns_``; they may then be present or absent at scoring time). Timestamps
+        are features in every mode.
     missing : {"impute", "reject"}
         What to do with missing values.
     exclude : list of str
@@ -308,6 +437,11 @@ class TablePreprocessor:
     input_columns_: list[str] = field(default_factory=list)
     dropped_columns_: list[str] = field(default_factory=list)
     modes_: dict[str, str] = field(default_factory=dict)
+    kinds_: dict[str, str] = field(default_factory=dict)
+    #: per datetime column, in feature order: ``{"min", "median", "max"}`` in seconds since 1970 (UTC)
+    datetimes_: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: per numeric column: the training ``[min, max]`` (empty for files written before it existed)
+    ranges_: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.categorical not in ("onehot", "reject", "drop"):
@@ -317,6 +451,10 @@ class TablePreprocessor:
         if self.missing not in ("impute", "reject"):
             raise InvalidInputError(f"missing must be 'impute' or 'reject', got {self.missing!r}.")
 
+    @property
+    def datetime_columns_(self) -> list[str]:
+        return list(self.datetimes_)
+
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, df) -> TablePreprocessor:
         pd = _pandas()
@@ -324,7 +462,8 @@ class TablePreprocessor:
         if not features:
             raise InvalidInputError("the table has no feature columns besides the label/id columns.")
         numeric = [c for c in features if _is_numeric(df[c])]
-        other = [c for c in features if c not in numeric]
+        dates = [c for c in features if c not in numeric and _is_datetime(df[c])]
+        other = [c for c in features if c not in numeric and c not in dates]
         if other and self.categorical == "reject":
             raise InvalidInputError(
                 f"non-numeric columns {[str(c) for c in other]}: drop them or let them be one-hot "
@@ -333,7 +472,7 @@ class TablePreprocessor:
         self.dropped_columns_ = []
         if self.categorical == "drop":
             self.dropped_columns_ = [str(c) for c in other]
-            features, other = numeric, []
+            features, other = [c for c in features if c in numeric or c in dates], []
             if not features:
                 raise InvalidInputError(
                     f"every feature column is non-numeric ({self.dropped_columns_}): nothing is left "
@@ -341,12 +480,26 @@ class TablePreprocessor:
                 )
         self.input_columns_ = [str(c) for c in features]
         self._check_missing(df, features)
+        self.kinds_ = {
+            str(c): "numeric" if c in numeric else "datetime" if c in dates else "categorical" for c in features
+        }
         self.numeric_columns_ = [str(c) for c in numeric]
         self.medians_ = {}
+        self.ranges_ = {}
         for c in numeric:
             col = pd.to_numeric(df[c], errors="coerce").astype(float)
             med = col.median()
             self.medians_[str(c)] = float(med) if np.isfinite(med) else 0.0
+            finite = col[np.isfinite(col.to_numpy(dtype=np.float64, na_value=np.nan))]
+            if len(finite):
+                self.ranges_[str(c)] = [float(finite.min()), float(finite.max())]
+        self.datetimes_ = {}
+        for c in dates:
+            seconds, _ = _parse_seconds(df[c])
+            seen = seconds[~np.isnan(seconds)]
+            self.datetimes_[str(c)] = {
+                "min": float(seen.min()), "median": float(np.median(seen)), "max": float(seen.max()),
+            }
         self.categories_ = {}
         self.modes_ = {}
         for c in other:
@@ -358,19 +511,23 @@ class TablePreprocessor:
             self.modes_[str(c)] = min(str(v) for v in top) if len(top) else OTHER_CATEGORY
         return self
 
-    def _check_missing(self, df, columns) -> None:
+    def _check_missing(self, df, columns, first_row: int = 1) -> None:
         if self.missing != "reject":
             return
         missing = [str(c) for c in columns if df[c].isna().any()]
         if missing:
+            row = first_row + int(np.flatnonzero(df[missing[0]].isna().to_numpy(dtype=bool))[0])
             raise InvalidInputError(
-                f"missing values in columns {missing}: fill them or let them be imputed (missing='impute')."
+                f"missing values in columns {missing} (the first in column {missing[0]!r}, {_row_text(row)}): "
+                "fill them or let them be imputed (missing='impute')."
             )
 
     # -- transforming --------------------------------------------------------------------------
     @property
     def feature_names_(self) -> list[str]:
         names = list(self.numeric_columns_)
+        for c in self.datetimes_:
+            names.extend(f"{c}:{f}" for f in DATETIME_FEATURES)
         for c, cats in self.categories_.items():
             names.extend(f"{c}={v}" for v in cats)
             names.append(f"{c}={OTHER_CATEGORY}")
@@ -378,9 +535,13 @@ class TablePreprocessor:
 
     @property
     def feature_groups_(self) -> list[tuple[str, list[int]]]:
-        """Each input column with the indices of the features it becomes (one, or its one-hot block)."""
+        """Each input column with the indices of the features it becomes (one, the features of a
+        timestamp, or its one-hot block)."""
         groups = [(c, [i]) for i, c in enumerate(self.numeric_columns_)]
         start = len(self.numeric_columns_)
+        for c in self.datetimes_:
+            groups.append((c, list(range(start, start + len(DATETIME_FEATURES)))))
+            start += len(DATETIME_FEATURES)
         for c, cats in self.categories_.items():
             groups.append((c, list(range(start, start + len(cats) + 1))))
             start += len(cats) + 1
@@ -388,16 +549,27 @@ class TablePreprocessor:
 
     def baseline_(self) -> np.ndarray:
         """A typical training row in feature space: each numeric column at its training median,
-        each categorical column at its most frequent training category (used by explanations)."""
+        each timestamp at the training median timestamp, each categorical column at its most
+        frequent training category (used by explanations)."""
         if not self.input_columns_:
             raise InvalidInputError("the preprocessor is not fitted: call fit first.")
         parts = [np.array([self.medians_[c] for c in self.numeric_columns_], dtype=np.float64)]
+        for stats in self.datetimes_.values():
+            parts.append(datetime_features(np.array([stats["median"]]), stats["min"])[0])
         for c, cats in self.categories_.items():
             onehot = np.zeros(len(cats) + 1)
             mode = self.modes_.get(c, OTHER_CATEGORY)
             onehot[cats.index(mode) if mode in cats else len(cats)] = 1.0
             parts.append(onehot)
         return np.concatenate(parts)
+
+    def typical_values_(self) -> dict[str, str]:
+        """Each input column's typical training value as text (median, median timestamp, most
+        frequent category)."""
+        out = {c: f"{self.medians_[c]:.6g}" for c in self.numeric_columns_}
+        out.update({c: _format_seconds(s["median"]) for c, s in self.datetimes_.items()})
+        out.update(self.modes_)
+        return out
 
     def check_columns(self, columns, allowed_extra=()) -> None:
         """Raise one :class:`InvalidInputError` naming every missing and every unexpected column.
@@ -427,46 +599,171 @@ class TablePreprocessor:
                 f"the table does not match the training columns: {'; '.join(parts)}."
             )
 
-    def transform(self, df) -> np.ndarray:
-        """Apply the fitted preprocessing; columns are matched by name."""
+    @staticmethod
+    def _kind_error(c: str, trained: str, now: str, col, mask, first_row: int) -> InvalidInputError:
+        i = int(np.flatnonzero(np.asarray(mask, dtype=bool))[0])
+        return InvalidInputError(
+            f"column {c!r} held {_KIND_TEXT[trained]} in training but holds {now} now ({_show(col.iloc[i])} in "
+            f"{_row_text(first_row + i)}): convert it back to {_KIND_TEXT[trained]}, or fit a new model on data "
+            "of this type."
+        )
+
+    @staticmethod
+    def _kind_now(col, present: np.ndarray) -> str:
+        """What the non-missing values of a column are: dates/times, numbers or text."""
         pd = _pandas()
+        if _is_datetime_dtype(col):
+            return "dates/times (datetime64)"
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            return "numbers"
+        values = col[present]
+        if _looks_like_dates(values).all():
+            return "dates/times"
+        try:
+            if not pd.to_numeric(values, errors="coerce").isna().any():
+                return "numbers"
+        except (TypeError, ValueError):
+            pass
+        return "text"
+
+    def transform(self, df) -> np.ndarray:
+        """Apply the fitted preprocessing; columns are matched by name. Any value that cannot be
+        used (text in a numeric column, an infinite number, a timestamp that does not parse) is an
+        :class:`InvalidInputError` naming its column and 1-based data row."""
+        return self.transform_checked(df).X
+
+    def transform_checked(
+        self, df, *, on_bad_rows: str = "fail", first_row: int = 1, max_abs: float | None = None
+    ) -> Prepared:
+        """:meth:`transform` with a choice for bad values, and drift counts.
+
+        Parameters
+        ----------
+        df : DataFrame
+        on_bad_rows : {"fail", "skip", "nan"}
+            A bad value (non-numeric text in a numeric column, a non-finite number, a number of
+            magnitude beyond ``max_abs``, a timestamp that does not parse) raises an
+            :class:`InvalidInputError` naming the column and row (``"fail"``), or marks its row in
+            ``Prepared.bad`` (``"skip"``, ``"nan"``: the caller leaves the row out or gives it an
+            empty score; its features hold the typical row so the matrix stays finite). A column
+            whose values are all of another kind than in training is an error in every mode.
+        first_row : int
+            The 1-based data row of ``df``'s first row (for messages about chunks of a file).
+        max_abs : float, optional
+            Numbers beyond this magnitude are bad values.
+        """
+        pd = _pandas()
+        if on_bad_rows not in BAD_ROWS:
+            raise InvalidInputError(f"on_bad_rows must be one of {list(BAD_ROWS)}, got {on_bad_rows!r}.")
         self.check_columns(df.columns)
         df = df.rename(columns=str)
-        self._check_missing(df, self.input_columns_)
+        self._check_missing(df, self.input_columns_, first_row)
         n = len(df)
-        width = len(self.numeric_columns_) + sum(len(cats) + 1 for cats in self.categories_.values())
+        width = len(self.feature_names_)
         X = np.empty((n, width), dtype=np.float64)
+        bad = np.zeros(n, dtype=bool)
+        problems: list[tuple[int, str]] = []  # (first row index, description) per column
+
+        def flag(mask: np.ndarray, column: str, col, what: str) -> None:
+            if mask.any():
+                i = int(np.flatnonzero(mask)[0])
+                problems.append((i, f"column {column!r} holds {what}: {_show(col.iloc[i])} in {_row_text(first_row + i)}"))
+                bad[mask] = True
+
+        out_of_range: dict[str, int] = {}
         for i, c in enumerate(self.numeric_columns_):
             col = df[c]
+            present = col.notna().to_numpy(dtype=bool)
+            if _is_datetime_dtype(col) and present.any():
+                raise self._kind_error(c, "numeric", "dates/times (datetime64)", col, present, first_row)
             if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
                 values = col.to_numpy(dtype=np.float64, na_value=np.nan)  # no parsing needed
             else:
-                parsed = pd.to_numeric(col, errors="coerce")
-                bad = parsed.isna() & col.notna()
-                if bad.any():
-                    raise InvalidInputError(
-                        f"column {c!r} holds non-numeric values (e.g. {col[bad].iloc[0]!r}) "
-                        "but was numeric in training."
-                    )
-                values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+                try:
+                    parsed = pd.to_numeric(col, errors="coerce")
+                except (TypeError, ValueError):  # objects that are not scalars
+                    parsed = pd.Series(np.full(n, np.nan), index=col.index)
+                unread = parsed.isna().to_numpy(dtype=bool) & present
+                if unread.any() and unread.sum() == present.sum():
+                    # every value unreadable: a column of another kind, unless it is a single value
+                    now = self._kind_now(col, present)
+                    if now.startswith("dates/times") or present.sum() > 1:
+                        raise self._kind_error(c, "numeric", now, col, present, first_row)
+                flag(unread, c, col, "non-numeric values but was numeric in training")
+                values = np.where(unread, np.nan, parsed.to_numpy(dtype=np.float64, na_value=np.nan))
+            with np.errstate(invalid="ignore"):
+                flag(np.isinf(values), c, col, "a non-finite value")
+                if max_abs is not None:
+                    big = np.isfinite(values) & (np.abs(values) > max_abs)
+                    if big.any():
+                        j = int(np.flatnonzero(big)[0])
+                        flag(big, c, col, f"a value of magnitude {abs(values[j]):.3g}, beyond {max_abs:.0e}")
+            values = np.where(np.isfinite(values), values, np.nan)
             nan = np.isnan(values)
+            if c in self.ranges_:
+                lo, hi = self.ranges_[c]
+                with np.errstate(invalid="ignore"):
+                    out_of_range[c] = int(((values < lo) | (values > hi)).sum())
             X[:, i] = np.where(nan, self.medians_[c], values) if nan.any() else values
         start = len(self.numeric_columns_)
+        for c, stats in self.datetimes_.items():
+            col = df[c]
+            present = col.notna().to_numpy(dtype=bool)
+            if present.any() and (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+                raise self._kind_error(c, "datetime", "numbers", col, present, first_row)
+            seconds, unread = _parse_seconds(col)
+            if unread.any() and unread.sum() == present.sum():
+                now = self._kind_now(col, present)
+                if now == "numbers" or present.sum() > 1:
+                    raise self._kind_error(c, "datetime", now, col, present, first_row)
+            flag(unread, c, col, "a value that is not an ISO 8601 date/time such as 2024-03-01 13:45:00")
+            seconds = np.where(np.isnan(seconds), stats["median"], seconds)
+            X[:, start : start + len(DATETIME_FEATURES)] = datetime_features(seconds, stats["min"])
+            start += len(DATETIME_FEATURES)
         rows = np.arange(n)
         for c, cats in self.categories_.items():
-            values = df[c].astype("string").fillna(MISSING_CATEGORY).to_numpy(dtype=object)
+            col = df[c]
+            present = col.notna().to_numpy(dtype=bool)
+            values = col.astype("string").fillna(MISSING_CATEGORY).to_numpy(dtype=object)
             idx = pd.Index(cats, dtype=object).get_indexer(values)
+            if present.any() and not (idx[present] >= 0).any():
+                self._check_category_kind(c, cats, col, present, first_row)
             idx[idx < 0] = len(cats)  # unseen -> __other__
             block = X[:, start : start + len(cats) + 1]
             block[:] = 0.0
             block[rows, idx] = 1.0
             start += len(cats) + 1
+        if problems:
+            i, what = min(problems)
+            if on_bad_rows == "fail":
+                more = int(bad.sum()) - 1
+                raise InvalidInputError(
+                    f"{what}"
+                    + (f", and {more} more row{'s' if more > 1 else ''} with bad values" if more > 0 else "")
+                    + ": clean the data, or pass --on-bad-rows skip|nan (on_bad_rows=) to leave such rows out "
+                    "or give them an empty score."
+                )
+            X[bad] = self.baseline_()
+            first_bad = what
+        else:
+            first_bad = None
         if not np.isfinite(X).all():
-            row, col = np.argwhere(~np.isfinite(X))[0]
+            row, j = np.argwhere(~np.isfinite(X))[0]
             raise InvalidInputError(
-                f"non-finite value in row {row}, feature {self.feature_names_[col]!r}: clean the data."
+                f"non-finite value in {_row_text(first_row + int(row))}, feature {self.feature_names_[j]!r}: clean the data."
             )
-        return X
+        return Prepared(X=X, bad=bad, first_bad=first_bad, out_of_range=out_of_range)
+
+    def _check_category_kind(self, c: str, cats: list[str], col, present: np.ndarray, first_row: int) -> None:
+        """No value of a categorical column is a training category: refuse numbers or dates where
+        training had text (unless training categories looked like those too)."""
+        pd = _pandas()
+        now = self._kind_now(col, present)
+        known = pd.Series([v for v in cats if v != MISSING_CATEGORY], dtype="string")
+        if now.startswith("dates/times") and not _looks_like_dates(known).any():
+            raise self._kind_error(c, "categorical", now, col, present, first_row)
+        if now == "numbers" and not pd.to_numeric(known, errors="coerce").notna().any():
+            raise self._kind_error(c, "categorical", now, col, present, first_row)
 
     def fit_transform(self, df) -> np.ndarray:
         return self.fit(df).transform(df)
@@ -485,6 +782,10 @@ class TablePreprocessor:
             "input_columns": self.input_columns_,
             "dropped_columns": self.dropped_columns_,
             "modes": self.modes_,
+            "kinds": self.kinds_,
+            # pairs too: the datetime features follow this order
+            "datetimes": [[c, dict(stats)] for c, stats in self.datetimes_.items()],
+            "ranges": self.ranges_,
         }
 
     @classmethod
@@ -498,16 +799,36 @@ class TablePreprocessor:
                 categories = [(c, categories[c]) for c in input_columns if c in categories]
                 if len(categories) != len(state["categories"]):
                     raise ValueError("categorical columns that are not input columns")
+            numeric = [str(c) for c in state["numeric_columns"]]
+            categories = {str(k): [str(x) for x in v] for k, v in categories}
+            datetimes = {
+                str(c): {k: float(s[k]) for k in ("min", "median", "max")} for c, s in state.get("datetimes", [])
+            }
+            kinds = state.get("kinds")
+            if kinds is None:  # written before kinds were stored: numeric or categorical
+                kinds = {c: "numeric" if c in numeric else "categorical" for c in input_columns}
+            kinds = {str(k): str(v) for k, v in kinds.items()}
+            expected = {**{c: "numeric" for c in numeric}, **{c: "datetime" for c in datetimes},
+                        **{c: "categorical" for c in categories}}
+            if kinds != expected or set(kinds) != set(input_columns):
+                raise ValueError("the column kinds do not match the numeric, datetime and categorical columns")
+            ranges = {}
+            for k, v in state.get("ranges", {}).items():
+                lo, hi = (float(x) for x in v)
+                ranges[str(k)] = [lo, hi]
             return cls(
                 categorical=state["categorical"],
                 missing=state["missing"],
                 exclude=list(state["exclude"]),
-                numeric_columns_=list(state["numeric_columns"]),
+                numeric_columns_=numeric,
                 medians_={str(k): float(v) for k, v in state["medians"].items()},
-                categories_={str(k): [str(x) for x in v] for k, v in categories},
+                categories_=categories,
                 input_columns_=input_columns,
                 dropped_columns_=[str(c) for c in state.get("dropped_columns", [])],
                 modes_={str(k): str(v) for k, v in state.get("modes", {}).items()},
+                kinds_=kinds,
+                datetimes_=datetimes,
+                ranges_=ranges,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidInputError(f"invalid preprocessing state ({type(exc).__name__}: {exc}).") from None
@@ -524,13 +845,69 @@ class Table:
     preprocessor: TablePreprocessor  #: the fitted preprocessing, to apply to new data
 
 
-def labels_from_column(values) -> np.ndarray:
-    """Weak labels from a label column: 1 (or true/"1"/"yes") = known anomaly, anything else = 0."""
+POSITIVE_LABELS = ("1", "1.0", "true", "yes", "y", "anomaly")
+NEGATIVE_LABELS = ("0", "0.0", "false", "no", "n", "normal")
+
+
+def _distinct(values, n: int = 5) -> list[str]:
+    counts = values.value_counts()
+    return [str(v) for v in counts.index[:n]]
+
+
+def labels_from_column(values, positive_label: str | None = None, *, column: str = "label") -> np.ndarray:
+    """Weak labels from a label column: 1 = known anomaly, 0 = unlabeled; an empty value is unlabeled.
+
+    Without ``positive_label`` a value of 1, true, yes, y or anomaly (any case) marks a known
+    anomaly. With it, values equal to ``positive_label`` do (compared as text, trimmed and in any
+    case, or as numbers when both are numbers: ``"1"`` matches ``1.0``).
+
+    Raises :class:`InvalidInputError` (naming ``column``) when ``positive_label`` matches no value;
+    when, without it, the column has values but none is recognised (and not all are 0, false, no,
+    n or normal), e.g. ``fraud``/``legit``; and when more than half the rows come out as known
+    anomalies (an inverted label, or the -1/1 convention where 1 means normal).
+    """
     pd = _pandas()
     s = pd.Series(values)
-    as_str = s.astype("string").str.strip().str.lower()
-    positive = as_str.isin(["1", "1.0", "true", "yes", "y", "anomaly"])
-    return positive.fillna(False).to_numpy(dtype=bool).astype(np.int64)
+    text = s.astype("string").str.strip()
+    text = text.mask(text == "")
+    as_str = text.str.lower()
+    present = text.dropna()
+    hint = "pass --positive-label VALUE (read_table(positive_label=...)) with the value that marks known anomalies"
+    if positive_label is not None:
+        target = str(positive_label).strip()
+        positive = (as_str == target.lower()).fillna(False).to_numpy(dtype=bool)
+        number = pd.to_numeric(pd.Series([target]), errors="coerce").iloc[0]
+        if not pd.isna(number):
+            with np.errstate(invalid="ignore"):
+                parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            positive |= parsed == float(number)
+        if not positive.any():
+            raise InvalidInputError(
+                f"no value of label column {column!r} is {target!r} (--positive-label); its most frequent values are "
+                f"{_distinct(present)}."
+            )
+    else:
+        positive = as_str.isin(list(POSITIVE_LABELS)).fillna(False).to_numpy(dtype=bool)
+        unknown = present[~present.str.lower().isin(list(POSITIVE_LABELS + NEGATIVE_LABELS))]
+        if not positive.any() and len(unknown):
+            rare = present.value_counts().index[-1]
+            raise InvalidInputError(
+                f"label column {column!r} has values {_distinct(present)} but none is recognised as a known anomaly "
+                f"({', '.join(POSITIVE_LABELS)}): {hint}, e.g. --positive-label {rare}."
+            )
+    n_pos, n = int(positive.sum()), len(positive)
+    if n_pos * 2 > n:
+        values_seen = set(present.str.lower())
+        if "-1" in values_seen or "-1.0" in values_seen:
+            cause = ("it looks like the -1/1 convention, where 1 means normal and -1 an anomaly: pass "
+                     "--positive-label -1")
+        else:
+            cause = ("the label looks inverted (the positive value marks normal rows): pass --positive-label "
+                     "with the value that marks the few known anomalies")
+        raise InvalidInputError(
+            f"{n_pos} of {n} rows of label column {column!r} are known anomalies: more than half; {cause}."
+        )
+    return positive.astype(np.int64)
 
 
 def read_table(
@@ -541,6 +918,7 @@ def read_table(
     categorical: str = "onehot",
     missing: str = "impute",
     preprocessor: TablePreprocessor | None = None,
+    positive_label: str | None = None,
 ) -> Table:
     """Read a CSV or Parquet file as features (and weak labels).
 
@@ -549,7 +927,8 @@ def read_table(
     path : path
         ``.csv``, ``.tsv`` or ``.parquet`` file with a header row.
     label_column : str, optional
-        Column of weak labels: 1 = known anomaly, anything else or empty = unlabeled.
+        Column of weak labels: 1 (true, yes, anomaly) = known anomaly, anything else or empty =
+        unlabeled; see :func:`labels_from_column` for the checks.
     id_column : str, optional
         Column of row ids, kept aside and not used as a feature.
     categorical : {"onehot", "reject", "drop"}
@@ -558,6 +937,8 @@ def read_table(
         Missing values are imputed (training median; ``__missing__`` category), or rejected.
     preprocessor : TablePreprocessor, optional
         An already fitted preprocessing (from training) to apply instead of fitting a new one.
+    positive_label : str, optional
+        The value of ``label_column`` that marks a known anomaly (e.g. ``"fraud"``).
 
     Returns
     -------
@@ -569,7 +950,10 @@ def read_table(
     for col, what in ((label_column, "label column"), (id_column, "id column")):
         if col is not None and col not in df.columns:
             raise InvalidInputError(f"{what} {col!r} is not in {path}; columns are {list(map(str, df.columns))[:20]}.")
-    y = labels_from_column(df[label_column]) if label_column is not None else None
+    if positive_label is not None and label_column is None:
+        raise InvalidInputError("a positive label was given without a label column: pass --label-column too.")
+    y = (labels_from_column(df[label_column], positive_label, column=label_column)
+         if label_column is not None else None)
     ids = df[id_column].to_numpy() if id_column is not None else None
     exclude = [c for c in (label_column, id_column) if c is not None]
     if preprocessor is None:
