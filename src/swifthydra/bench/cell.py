@@ -317,6 +317,18 @@ def execute_cell(task: dict[str, Any]) -> dict[str, Any]:
             finished_at=now_iso(),
         )
         return row
+    from swifthydra.bench.augment import parse_generator_label
+
+    gen_name, gen_params = parse_generator_label(cell.get("generator") or "none")
+    sampler = gen_name != "none" and spec.generator_param is None
+    if sampler and not spec.uses_labels:
+        row.update(
+            status="skipped",
+            error=(f"generator {gen_name} not applicable: {spec.name} is {spec.supervision} "
+                   "(it never sees labels, so it is not fitted on augmented rows)."),
+            finished_at=now_iso(),
+        )
+        return row
 
     try:
         with _limit_threads(threads, spec.libraries), warnings.catch_warnings():
@@ -324,11 +336,21 @@ def execute_cell(task: dict[str, Any]) -> dict[str, Any]:
             params = task.get("params") or {}
             if task.get("warmup", True) and spec.warmup:
                 warm_up(spec, params, X_train.shape[1], threads)
+            if sampler and task.get("warmup", True):
+                from swifthydra.bench.augment import warm_up_generator
+
+                warm_up_generator(gen_name, gen_params, X_train.shape[1])
             estimator = spec.build(cell["seed"], threads, params)
             method = reset_peak_memory()
             base_rss = rss_mb()
+            sampler_obj = None
             t0 = time.perf_counter()
-            if spec.uses_labels:
+            if sampler:  # generation time is part of the fit time
+                from swifthydra.bench.augment import fit_augmented
+
+                sampler_obj, extra["generator"] = fit_augmented(
+                    estimator, X_train, y_train, gen_name, gen_params, int(cell["seed"]))
+            elif spec.uses_labels:
                 estimator.fit(X_train, y_train)
             else:
                 estimator.fit(X_train)
@@ -379,9 +401,14 @@ def execute_cell(task: dict[str, Any]) -> dict[str, Any]:
         )
         if method != "vmhwm":
             extra["peak_memory_method"] = method
+        if spec.generator_param is not None:
+            extra["generator"] = {"name": gen_name, "applied": f"model parameter "
+                                  f"{spec.generator_param}={gen_name!r}"}
         fitted = _unwrap(estimator)
         history = getattr(fitted, "history_", None)
         generated = getattr(fitted, "generated_", None)
+        if sampler_obj is not None:
+            generated = sampler_obj.generated_
         if history is not None or generated is not None:
             payload: dict[str, Any] = {"history": jsonable(history)}
             if generated is not None:

@@ -24,7 +24,7 @@ from swifthydra.exceptions import SwiftHydraError
 
 # Options that accept several space-separated values after one flag.
 MULTI_VALUE_OPTIONS = ("--labeled-ratio", "-l", "--seeds", "-s", "--datasets", "-d", "--models",
-                       "-m", "--protocol", "--anomaly-types", "--param", "-p")
+                       "-m", "--protocol", "--anomaly-types", "--param", "-p", "--generators", "-g")
 
 
 def expand_multi_value_args(args: list[str], options=MULTI_VALUE_OPTIONS) -> list[str]:
@@ -87,8 +87,10 @@ def _progress(quiet: bool):
             what = (row.get("error") or "")[:120]
         ratio = f"{row['labeled_ratio']:g}"
         scen = "" if row["scenario"] == "standard" else f" {row['scenario']}"
+        gen = row.get("generator") or "none"
+        model = row["model"] if gen == "none" else f"{row['model']}+{gen}"
         typer.echo(f"[{i}/{n}] {row['dataset']} {row['protocol']}{scen} la={ratio} "
-                   f"seed={row['seed']} {row['model']}: {status}  {what}", err=True)
+                   f"seed={row['seed']} {model}: {status}  {what}", err=True)
 
     return show
 
@@ -118,8 +120,16 @@ def bench(
         None, "--models", "-m",
         help="Models (comma-separated), 'peers' or 'all' (default peers); see `bench models`.",
     ),
+    generators: list[str] = typer.Option(
+        None, "--generators", "-g",
+        help="Anomaly generators crossed with every model on identical splits: none, mixup, "
+             "nngmix, cvae, rl (comma-separated; default: none, i.e. no augmentation; swifthydra "
+             "runs its own default generator).",
+    ),
     param: list[str] = typer.Option(
-        None, "--param", "-p", help="Model setting MODEL.KEY=VALUE (repeatable)."
+        None, "--param", "-p",
+        help="Model setting MODEL.KEY=VALUE, or generator setting gen.NAME.KEY=VALUE "
+             "(repeatable).",
     ),
     protocol: list[str] = typer.Option(None, "--protocol", help="adbench and/or clean (default adbench)."),
     scenario: str = typer.Option(
@@ -159,6 +169,7 @@ def bench(
             seeds=seeds or ["1", "2", "3"],
             models=models or "peers",
             params=param or None,
+            generators=generators or None,
             protocols=protocol or ["adbench"],
             scenario=scenario,
             anomaly_types=anomaly_types or None,

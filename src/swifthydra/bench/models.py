@@ -93,6 +93,10 @@ class ModelSpec:
     warmup : bool
         Fit once on small random data, untimed, before the first timed cell of a process (so
         imports and JIT compilation do not count as fit time). Turn off for slow models.
+    generator_param : str, optional
+        Name of the factory's parameter that chooses the model's own anomaly generator
+        (``"generator"`` for ``swifthydra``). The benchmark's ``--generators`` then set that
+        parameter instead of augmenting the training split in front of the model.
     """
 
     name: str
@@ -104,6 +108,7 @@ class ModelSpec:
     description: str = ""
     peer: bool = True
     warmup: bool = True
+    generator_param: str | None = None
 
     @property
     def uses_labels(self) -> bool:
@@ -129,6 +134,7 @@ def register_model(
     description: str = "",
     peer: bool = True,
     warmup: bool = True,
+    generator_param: str | None = None,
     replace: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator that registers ``factory(seed, n_jobs, **params)`` as benchmark model ``name``.
@@ -151,6 +157,8 @@ def register_model(
         Include the model in the ``peers`` selection (the default of ``--models``).
     warmup : bool
         Warm the model up once per process before timing (see :class:`ModelSpec`).
+    generator_param : str, optional
+        The factory's parameter choosing the model's own generator (see :class:`ModelSpec`).
     replace : bool
         Allow replacing an existing registration (otherwise a duplicate name is an error).
 
@@ -182,6 +190,7 @@ def register_model(
             description=description or (factory.__doc__ or "").strip().split("\n")[0],
             peer=peer,
             warmup=warmup,
+            generator_param=generator_param,
         )
         return factory
 
@@ -276,8 +285,11 @@ class ClassifierDetector:
     def __init__(self, classifier: Any) -> None:
         self.classifier = classifier
 
-    def fit(self, X, y):
-        self.classifier.fit(X, y)
+    def fit(self, X, y, sample_weight=None):
+        if sample_weight is None:
+            self.classifier.fit(X, y)
+        else:
+            self.classifier.fit(X, y, sample_weight=sample_weight)
         return self
 
     def decision_function(self, X):
@@ -530,6 +542,7 @@ def _register_builtin() -> None:
 
     @register_model("swifthydra", supervision="semi-supervised", min_labeled=0,
                     libraries=("swifthydra", "torch"), peer=False, warmup=False,
+                    generator_param="generator",
                     description="Swift Hydra (this package); not in 'peers'")
     def _swifthydra(seed, n_jobs, **params):
         try:
@@ -541,3 +554,56 @@ def _register_builtin() -> None:
         kwargs = {"n_jobs": n_jobs}
         kwargs.update(params)
         return SwiftHydra(random_state=seed, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Generators of models that own one
+# --------------------------------------------------------------------------------------------
+
+
+def default_generator(spec: ModelSpec) -> str:
+    """The generator ``spec``'s model uses when none is given: its registered default, else the
+    default of the factory's parameter, else of the estimator class's ``__init__`` (for
+    ``swifthydra``: ``SwiftHydra``'s ``generator`` default)."""
+    import inspect
+
+    param = spec.generator_param
+    if param is None:
+        return "none"
+    if param in spec.defaults:
+        return str(spec.defaults[param])
+    sig = inspect.signature(spec.factory).parameters
+    if param in sig and sig[param].default is not inspect.Parameter.empty:
+        return str(sig[param].default)
+    if spec.name == "swifthydra":
+        from swifthydra.hydra import SwiftHydra
+
+        return str(inspect.signature(SwiftHydra.__init__).parameters[param].default)
+    raise InvalidInputError(f"cannot tell the default {param!r} of model {spec.name!r}: "
+                            "register it with defaults={%r: ...}." % param)
+
+
+def split_generator(model: str, config: str) -> tuple[str, str]:
+    """``(generator, config)`` of a stored row written before cells had a generator column.
+
+    Rows of a model that owns its generator (``generator_param``) get the generator named in
+    their config (removed from it) or the model's current default; other rows get ``"none"``.
+    """
+    import json
+
+    try:
+        spec = get_model(model)
+    except SwiftHydraError:  # a plugin model no longer registered
+        return "none", config
+    if spec.generator_param is None:
+        return "none", config
+    try:
+        params = json.loads(config) if config else {}
+    except ValueError:
+        return default_generator(spec), config
+    if not isinstance(params, dict):
+        return default_generator(spec), config
+    if spec.generator_param in params:
+        name = str(params.pop(spec.generator_param))
+        return name, json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return default_generator(spec), config

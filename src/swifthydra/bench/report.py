@@ -39,7 +39,7 @@ METRICS = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR"}
 TIE_TOLERANCE = 0.005
 EXPORT_FORMATS = ("csv", "markdown", "parquet")
 MARKDOWN_EXPORT_COLUMNS = ("dataset", "protocol", "scenario", "labeled_ratio", "seed", "model",
-                           "config", "status", "auc_roc", "auc_pr", "fit_seconds",
+                           "config", "generator", "status", "auc_roc", "auc_pr", "fit_seconds",
                            "score_seconds", "rows_per_second", "peak_memory_mb", "error")
 
 
@@ -220,7 +220,7 @@ def export_results(
     with ResultStore(results, readonly=True) as store:
         df = store.to_frame(history=history)
     df = df.sort_values(["dataset", "protocol", "scenario", "labeled_ratio", "seed", "model",
-                         "config"]).reset_index(drop=True)
+                         "config", "generator"]).reset_index(drop=True)
     if fmt == "parquet":
         target = Path(out) if out is not None else Path(results).with_suffix(".parquet")
         df.to_parquet(target, index=False)
@@ -287,6 +287,7 @@ def load_results(results: str | os.PathLike):
         runs = store.runs()
     if len(df):
         df["label"] = [_label(m, c) for m, c in zip(df["model"], df["config"], strict=True)]
+        _generator_labels(df)
     else:
         df["label"] = []
     return df, runs
@@ -348,6 +349,7 @@ def make_report(
     unseen = df[df["scenario"].str.startswith("unseen-type")]
     for (protocol, ratio), part in unseen.groupby(["protocol", "labeled_ratio"], sort=True):
         _unseen_section(doc, part, protocol, ratio, img_dir, plt)
+    _generator_block(doc, df, img_dir, tie_tolerance, plt)
     _errors_block(doc, df)
     _runs_block(doc, runs)
     plt.close("all")
@@ -900,6 +902,29 @@ def _unseen_section(doc: Doc, part, protocol, ratio, img_dir: Path, plt) -> None
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     doc.img(f"img/{path.name}", "AUC-ROC per training anomaly type (rows) and test type (columns)")
+
+
+# ============================================================================== generators
+def _generator_labels(df) -> None:
+    """Add ``detector`` (model + config) and ``generator`` columns; a detector with results under
+    several generators gets labels ``detector+generator`` (one label per detector otherwise, so a
+    report without generator comparisons is unchanged)."""
+    from swifthydra.bench.augment import display_label
+
+    if "generator" not in df.columns:
+        df["generator"] = "none"
+    df["generator"] = df["generator"].fillna("none").astype(str)
+    df["detector"] = df["label"]
+    n_gen = df.groupby("detector")["generator"].transform("nunique")
+    df["label"] = [f"{d}+{display_label(g)}" if n > 1 else d
+                   for d, g, n in zip(df["detector"], df["generator"], n_gen, strict=True)]
+
+
+def _generator_block(doc: Doc, df, img_dir: Path, tol: float, plt) -> None:
+    """The gain of each generator over ``none`` per detector (see :mod:`swifthydra.bench.gains`)."""
+    from swifthydra.bench.gains import generator_sections
+
+    generator_sections(doc, df, img_dir, tol, plt)
 
 
 # ============================================================================== misc blocks

@@ -1,6 +1,7 @@
 """The benchmark runner: plan the cells, prepare each split once, run, store each result.
 
-A *cell* is ``(dataset, protocol, scenario, labeled_ratio, seed, model, config)``. Cells that
+A *cell* is ``(dataset, protocol, scenario, labeled_ratio, seed, model, config, generator)``
+(see :mod:`swifthydra.bench.augment` for generators). Cells that
 share ``(dataset, protocol, scenario, labeled_ratio, seed)`` share one split, computed once by
 the driver and handed to every model unchanged; each row records the split's fingerprint
 (``split_hash``) so this can be checked afterwards. Unsupervised models get ``fit(X_train)``,
@@ -47,6 +48,7 @@ class Cell:
     seed: int
     model: str
     config: str = "{}"
+    generator: str = "none"
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in KEY_COLUMNS}
@@ -214,11 +216,18 @@ def plan_cells(
     protocols: Sequence[str] = ("adbench",),
     scenario: str = "standard",
     anomaly_types: Sequence[str] | None = None,
+    generators: Sequence[str] | None = None,
+    generator_params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Cell]:
-    """All cells of a benchmark, ordered so that the models of one split run together."""
+    """All cells of a benchmark, ordered so that the models of one split run together.
+
+    ``generators=None`` (not given) runs each model without a generator, except a model that
+    owns one (``swifthydra``), which runs with its own (``params`` or its default), recorded.
+    """
     from swifthydra.bench.synthetic import ANOMALY_TYPES
 
     params = params or {}
+    model_cells = _model_generator_cells(models, params, generators, generator_params or {})
     if scenario == "standard":
         scenarios = ["standard"]
     elif scenario == "unseen-type":
@@ -237,11 +246,50 @@ def plan_cells(
             for scen in scenarios:
                 for ratio in labeled_ratios:
                     for seed in seeds:
-                        for model in models:
-                            config = canonical_config(params.get(model))
+                        for model, config, gen in model_cells:
                             cells.append(Cell(dataset, protocol, scen, float(ratio), int(seed),
-                                              model, config))
+                                              model, config, gen))
     return cells
+
+
+def _model_generator_cells(models, params, generators, generator_params) -> list[tuple]:
+    """``(model, config, generator key)`` of every model x generator, checked up front."""
+    from swifthydra.bench import augment
+    from swifthydra.bench.models import default_generator
+
+    out = []
+    samplers: set[str] = set()
+    for model in models:
+        try:
+            spec = get_model(model)
+        except InvalidInputError:  # planning only (the cells will report the unknown model)
+            spec = None
+        mparams = dict(params.get(model) or {})
+        if spec is not None and spec.generator_param is not None:
+            own = mparams.pop(spec.generator_param, None)
+            if generators is not None and own is not None:
+                raise InvalidInputError(
+                    f"--param {model}.{spec.generator_param} and --generators both choose "
+                    f"{model}'s generator: give only --generators."
+                )
+            gens = list(generators) if generators is not None else [
+                str(own) if own is not None else default_generator(spec)]
+            given = [g for g in gens if generator_params.get(g)]
+            if given:
+                raise InvalidInputError(
+                    f"--param gen.{given[0]}.* cannot reach {model}, which runs its own "
+                    f"generator: give its settings as --param {model}.KEY=VALUE."
+                )
+            augment.check_model_generators(spec, gens)
+            out.extend((model, canonical_config(mparams), g) for g in gens)
+        else:
+            gens = list(generators) if generators is not None else ["none"]
+            if spec is None or spec.uses_labels:
+                samplers.update(gens)
+            out.extend((model, canonical_config(mparams),
+                        augment.generator_label(g, generator_params.get(g))) for g in gens)
+    augment.check_samplers(sorted(samplers))
+    return out
 
 
 # ------------------------------------------------------------------------------ splits
@@ -318,9 +366,21 @@ def iter_tasks(
                     yield Task(row=_error_row(cell, exc, "cannot split dataset"))
                 continue
             for cell in scells:
-                yield Task(payload={"cell": cell.as_dict(), "params": dict(params.get(cell.model, {})),
+                yield Task(payload={"cell": cell.as_dict(), "params": _cell_params(cell, params),
                                     "threads": threads, "data": data})
         del X, y
+
+
+def _cell_params(cell: Cell, params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The model's parameters in a cell (a model that owns its generator gets it here)."""
+    out = dict(params.get(cell.model, {}))
+    try:
+        spec = get_model(cell.model)
+    except InvalidInputError:  # the cell reports it
+        return out
+    if spec.generator_param is not None:
+        out[spec.generator_param] = cell.generator
+    return out
 
 
 _DATA_ERRORS = ("cannot load dataset", "cannot split dataset")
@@ -370,6 +430,8 @@ def run_benchmark(
     seeds: Sequence[int] = DEFAULT_SEEDS,
     models: str | Sequence[str] | None = "peers",
     params: Iterable[str] | Mapping[str, Mapping[str, Any]] | None = None,
+    generators: str | Sequence[str] | None = None,
+    generator_params: Mapping[str, Mapping[str, Any]] | None = None,
     protocols: str | Sequence[str] = ("adbench",),
     scenario: str = "standard",
     anomaly_types: Sequence[str] | None = None,
@@ -401,6 +463,13 @@ def run_benchmark(
         Registry names, ``"peers"`` or ``"all"``.
     params : list of ``"MODEL.KEY=VALUE"`` or mapping model -> dict, optional
         Overrides of the models' defaults; they are part of the cell's key (``config``).
+        Items ``gen.NAME.KEY=VALUE`` set generator ``NAME``'s parameters instead.
+    generators : str or list of str, optional
+        Generators crossed with every model (``none``, ``mixup``, ``nngmix``, ``cvae``, ``rl``),
+        on identical splits; see :mod:`swifthydra.bench.augment`. Not given: no generator
+        (models that own one run with theirs).
+    generator_params : mapping name -> dict, optional
+        Generator parameters (as ``gen.NAME.KEY=VALUE`` items of ``params``).
     protocols : {"adbench", "clean"} or a list of them
     scenario : {"standard", "unseen-type"}
         ``"unseen-type"``: train on ADBench realistic synthetic anomalies of one type, test on
@@ -449,17 +518,32 @@ def run_benchmark(
         if p not in PROTOCOLS:
             raise InvalidInputError(f"unknown protocol {p!r}: choose {', '.join(PROTOCOLS)}.")
     model_names = resolve_models(models)
+    from swifthydra.bench import augment
+
+    gen_items = None
+    if params is not None and not isinstance(params, Mapping):
+        params = [str(p) for p in params]
+        gen_items = [p for p in params if augment.is_generator_param(p)]
+        params = [p for p in params if not augment.is_generator_param(p)]
     param_map = parse_params(params)
     for name in param_map:
         if name not in model_names:
             raise InvalidInputError(f"--param given for {name!r}, which is not among the models.")
+    gen_list = augment.resolve_generators(generators)
+    gen_params = augment.parse_generator_params(gen_items)
+    gen_params.update(augment.parse_generator_params(generator_params))
+    for name in gen_params:
+        if name not in (gen_list or ["none"]):
+            raise InvalidInputError(
+                f"--param given for generator {name!r}, which is not among the generators."
+            )
     if backend not in BACKENDS:
         raise InvalidInputError(f"unknown backend {backend!r}: choose {', '.join(BACKENDS)}.")
     types = _split_tokens(anomaly_types) or None
     sources = {s.name: s for s in resolve_datasets(datasets, data_dir)}
     cells = plan_cells(list(sources), labeled_ratios=ratios, seeds=seed_list, models=model_names,
                        params=param_map, protocols=protocol_list, scenario=scenario,
-                       anomaly_types=types)
+                       anomaly_types=types, generators=gen_list, generator_params=gen_params)
     # dedupe (e.g. a ratio given twice) keeping order
     cells = list(OrderedDict((c.key, c) for c in cells).values())
 

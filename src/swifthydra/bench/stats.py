@@ -67,24 +67,31 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def wilcoxon_vs(table, reference: str) -> dict[str, float]:
-    """Two-sided Wilcoxon signed-rank p-value of each model against ``reference``."""
+def signed_rank_p(diff) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences (zeros split).
+
+    NaNs are dropped; 1.0 when fewer than 2 differences remain or all are zero, NaN when none.
+    """
     from scipy.stats import wilcoxon
 
+    diff = np.asarray(diff, dtype=float)
+    diff = diff[np.isfinite(diff)]
+    if len(diff) < 2 or np.allclose(diff, 0):
+        return 1.0 if len(diff) else float("nan")
+    try:
+        return float(wilcoxon(diff, zero_method="zsplit").pvalue)
+    except ValueError:
+        return float("nan")
+
+
+def wilcoxon_vs(table, reference: str) -> dict[str, float]:
+    """Two-sided Wilcoxon signed-rank p-value of each model against ``reference``."""
     out = {}
     ref = table[reference].to_numpy(dtype=float)
     for col in table.columns:
         if col == reference:
             continue
-        diff = table[col].to_numpy(dtype=float) - ref
-        diff = diff[np.isfinite(diff)]
-        if len(diff) < 2 or np.allclose(diff, 0):
-            out[col] = 1.0 if len(diff) else float("nan")
-            continue
-        try:
-            out[col] = float(wilcoxon(diff, zero_method="zsplit").pvalue)
-        except ValueError:
-            out[col] = float("nan")
+        out[col] = signed_rank_p(table[col].to_numpy(dtype=float) - ref)
     return out
 
 

@@ -6,8 +6,17 @@ moment (SIGKILL included) loses at most the cell in progress. The table's primar
 cell's key, so a cell is never stored twice: running the same benchmark again reads the finished
 keys, skips them and completes the rest.
 
-A cell's key is ``(dataset, protocol, scenario, labeled_ratio, seed, model, config)``; ``config``
-is the canonical JSON of the user's parameter overrides (``"{}"`` for the defaults).
+A cell's key is ``(dataset, protocol, scenario, labeled_ratio, seed, model, config, generator)``;
+``config`` is the canonical JSON of the user's parameter overrides (``"{}"`` for the defaults),
+``generator`` the anomaly generator of the cell (``"none"``, ``"mixup"``, ``"nngmix"``, ``"cvae"``,
+``"rl"``; followed by the canonical JSON of its parameters when some were given, e.g.
+``nngmix{"k":5}``).
+
+Files written before the ``generator`` column existed (schema 1) are migrated when opened for
+writing (the table is rebuilt with the new key in one transaction) and read as if migrated when
+opened read-only. Their rows get generator ``"none"``, except the rows of a model that owns its
+generator (``swifthydra``, see :func:`swifthydra.bench.models.split_generator`): those get the
+``generator`` of their config, or the model's current default, and lose it from their config.
 """
 
 from __future__ import annotations
@@ -23,8 +32,9 @@ from typing import Any
 
 from swifthydra.exceptions import InvalidInputError
 
-SCHEMA_VERSION = 1
-KEY_COLUMNS = ("dataset", "protocol", "scenario", "labeled_ratio", "seed", "model", "config")
+SCHEMA_VERSION = 2
+KEY_COLUMNS = ("dataset", "protocol", "scenario", "labeled_ratio", "seed", "model", "config",
+               "generator")
 STATUSES = ("ok", "skipped", "error", "timeout")
 
 # (name, SQL type) of every non-key column, in table order.
@@ -65,6 +75,7 @@ CREATE TABLE IF NOT EXISTS results (
     seed INTEGER NOT NULL,
     model TEXT NOT NULL,
     config TEXT NOT NULL,
+    generator TEXT NOT NULL DEFAULT 'none',
     {", ".join(f"{n} {t}" for n, t in VALUE_COLUMNS)},
     PRIMARY KEY ({", ".join(KEY_COLUMNS)})
 );
@@ -99,7 +110,53 @@ def cell_key(row: Mapping[str, Any]) -> tuple:
         int(row["seed"]),
         str(row["model"]),
         str(row["config"]),
+        str(row.get("generator") or "none"),
     )
+
+
+def _legacy_rows(conn: sqlite3.Connection) -> list[tuple]:
+    """The rows of a schema-1 ``results`` table, in :data:`COLUMNS` order, with a generator.
+
+    See the module docstring for how the generator of an old row is decided.
+    """
+    from swifthydra.bench.models import split_generator
+
+    old_cols = [r[1] for r in conn.execute("PRAGMA table_info(results)")]
+    present = [c for c in COLUMNS if c in old_cols]
+    out = []
+    for values in conn.execute(f"SELECT {', '.join(present)} FROM results"):
+        row = dict(zip(present, values, strict=True))
+        row["generator"], row["config"] = split_generator(row["model"], row["config"])
+        out.append(tuple(row.get(c) for c in COLUMNS))
+    return out
+
+
+def _has_generator_column(conn: sqlite3.Connection) -> bool:
+    return "generator" in [r[1] for r in conn.execute("PRAGMA table_info(results)")]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Rebuild a schema-1 ``results`` table with the ``generator`` key column (one transaction)."""
+    if _has_generator_column(conn):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if _has_generator_column(conn):  # another process migrated it meanwhile
+            conn.rollback()
+            return
+        rows = _legacy_rows(conn)
+        conn.execute("ALTER TABLE results RENAME TO results_schema1")
+        conn.execute(_CREATE.split(";")[0])
+        conn.executemany(
+            f"INSERT OR IGNORE INTO results ({', '.join(COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(COLUMNS))})", rows)
+        conn.execute("DROP TABLE results_schema1")
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                     (str(SCHEMA_VERSION),))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 class ResultStore:
@@ -140,6 +197,7 @@ class ResultStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_CREATE)
+            _migrate(self._conn)
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -160,6 +218,8 @@ class ResultStore:
         values = []
         for col in COLUMNS:
             v = row.get(col)
+            if col == "generator" and v is None:  # rows built without one: no generator
+                v = "none"
             if isinstance(v, (dict, list)):
                 v = json.dumps(v, default=str)
             values.append(v)
@@ -184,13 +244,20 @@ class ResultStore:
     # ------------------------------------------------------------------ reading
     def keys(self, statuses: Iterable[str] | None = None) -> set[tuple]:
         """Keys of the stored cells (optionally only those with one of ``statuses``)."""
-        sql = f"SELECT {', '.join(KEY_COLUMNS)}, status FROM results"
         wanted = set(statuses) if statuses is not None else None
         out = set()
-        for *key, status in self._conn.execute(sql):
-            if wanted is None or status in wanted:
-                out.add(cell_key(dict(zip(KEY_COLUMNS, key, strict=True))))
+        for row in self._rows(KEY_COLUMNS + ("status",)):
+            if wanted is None or row["status"] in wanted:
+                out.add(cell_key(row))
         return out
+
+    def _rows(self, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Rows as dicts (a schema-1 file opened read-only is read as if migrated)."""
+        if _has_generator_column(self._conn):
+            cur = self._conn.execute(f"SELECT {', '.join(columns)} FROM results")
+            return [dict(zip(columns, values, strict=True)) for values in cur]
+        return [{c: v for c, v in zip(COLUMNS, values, strict=True) if c in columns}
+                for values in _legacy_rows(self._conn)]
 
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
@@ -200,8 +267,9 @@ class ResultStore:
         import pandas as pd
 
         cols = [c for c in COLUMNS if history or c not in ("history",)]
-        df = pd.read_sql_query(f"SELECT {', '.join(cols)} FROM results", self._conn)
-        return df
+        if _has_generator_column(self._conn):
+            return pd.read_sql_query(f"SELECT {', '.join(cols)} FROM results", self._conn)
+        return pd.DataFrame(self._rows(tuple(cols)), columns=cols)
 
     def runs(self):
         import pandas as pd
