@@ -198,10 +198,12 @@ def demo(
 
 def _register_subcommands() -> None:
     from swifthydra.bench.cli import register
+    from swifthydra.cli_evaluate import register as register_evaluate
     from swifthydra.cli_model import register as register_model
 
     register(app)
     register_model(app, guarded)
+    register_evaluate(app, guarded)
 
 
 _register_subcommands()
