@@ -327,3 +327,105 @@ def test_swifthydra_scores_pinned(data, generator):
     np.testing.assert_allclose(s[:4], head, rtol=0, atol=1e-5)
     assert s.mean() == pytest.approx(mean, abs=1e-5)
     assert len(model.generated_) == n_generated and model.best_episode_ == best
+
+
+# ------------------------------------------------------------- the loop around any classifier
+LOOP = dict(LATENT, ppo_iterations=1, finetune_epochs=1)
+
+
+class _NoWeights:
+    """A classifier whose fit takes no sample_weight (like the torch DevNet of the benchmark)."""
+
+    def fit(self, X, y):
+        self.seen_ = (np.asarray(X).shape[0], int(np.sum(y)))
+        self.model_ = LogisticRegression(max_iter=500).fit(X, y)
+        return self
+
+    def decision_function(self, X):
+        return self.model_.decision_function(X)
+
+
+@pytest.mark.parametrize("generator", ["nngmix", "rl"])
+def test_loop_around_a_classifier(generator):
+    from swifthydra.generators import SelfReinforcingClassifier
+
+    X, y = _data(6, n=200, d=4, n_anom=20, n_labeled=8)
+    est = LogisticRegression(max_iter=500)
+    model = SelfReinforcingClassifier(est, generator=generator, random_state=0, **LOOP).fit(X, y)
+    assert not hasattr(est, "coef_")  # the given estimator is copied, not fitted
+    n_gen = len(model.generated_)
+    assert n_gen == sum(h["kept"] for h in model.history_[1:]) > 0  # every episode runs, the last kept
+    assert model.best_episode_ == LOOP["episodes"] and len(model.history_) == 1 + LOOP["episodes"]
+    w = model.sample_weight_
+    assert w.shape == (len(X) + n_gen,) and (w[: len(X)] == 1).all() and w[len(X):].sum() <= y.sum() + 1e-9
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(1), 1)
+    np.testing.assert_array_equal(model.predict(X), (proba[:, 1] > 0.5).astype(int))
+    assert model.decision_function(X).shape == (len(X),)
+    assert all(np.isfinite(h["w_mean_kept"]) for h in model.history_[1:])
+    again = SelfReinforcingClassifier(est, generator=generator, random_state=0, **LOOP).fit(X, y)
+    np.testing.assert_array_equal(again.generated_, model.generated_)
+    np.testing.assert_array_equal(again.decision_function(X), model.decision_function(X))
+    assert (model.cvae_ is None) == (generator == "nngmix") and (model.policy_ is None) == (generator != "rl")
+
+
+def test_loop_keeps_the_best_validated_episode_and_refits():
+    from swifthydra.generators import SelfReinforcingClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    X[:30, :2] += 1.5  # overlapping anomalies: the validation AUC moves between episodes
+    y = np.zeros(200, dtype=np.int64)
+    y[:15] = 1
+    params = dict(LOOP, episodes=3, patience=3, min_validation_anomalies=4, generator="mixup", random_state=0)
+    model = SelfReinforcingClassifier(refit=False, **params).fit(X, y)
+    aucs = [h["val_auc"] for h in model.history_]
+    assert all(np.isfinite(aucs)) and len(set(aucs)) > 1
+    assert model.best_episode_ == int(np.argmax(aucs)) > 0
+    # the kept classifier is that episode's: it saw that episode's generated anomalies
+    assert len(model.generated_) == model.history_[model.best_episode_]["generated_total"]
+    assert model.generated_.shape[0] < model.history_[-1]["generated_total"]
+    n_real_train = len(model.sample_weight_) - len(model.generated_)
+    assert n_real_train < len(X)  # without refit: the rows that were not held out
+    refit = SelfReinforcingClassifier(refit=True, **params).fit(X, y)
+    assert refit.best_episode_ == model.best_episode_
+    assert len(refit.sample_weight_) == len(X) + len(refit.generated_)  # every real row
+
+
+def test_loop_without_sample_weight_uses_a_subset_and_catboost():
+    from swifthydra.generators import SelfReinforcingClassifier
+
+    X, y = _data(8, n=200, d=4, n_anom=20, n_labeled=8)
+    model = SelfReinforcingClassifier(_NoWeights(), generator="nngmix", random_state=0, **LOOP).fit(X, y)
+    n_gen = len(model.generated_)
+    kept = sum(h["kept"] for h in model.history_[1:])
+    assert n_gen == min(kept, y.sum()) and (model.sample_weight_ == 1).all()  # total weight 8 -> 8 rows
+    assert model.estimator_.seen_ == (len(X) + n_gen, y.sum() + n_gen)
+    catboost = pytest.importorskip("catboost")
+    cb = catboost.CatBoostClassifier(iterations=20, depth=3, verbose=0, thread_count=1, random_seed=0)
+    model = SelfReinforcingClassifier(cb, generator="nngmix", random_state=0, **LOOP).fit(X, y)
+    assert len(model.generated_) > y.sum() and model.sample_weight_[len(X):].max() < 1
+    assert model.predict_proba(X).shape == (len(X), 2)
+
+
+def test_loop_bad_input():
+    from swifthydra.exceptions import NotFittedError
+    from swifthydra.generators import SelfReinforcingClassifier
+
+    X, y = _data()
+    with pytest.raises(NotFittedError):
+        SelfReinforcingClassifier().predict_proba(X)
+    with pytest.raises(InvalidInputError, match="at least one known anomaly"):
+        SelfReinforcingClassifier(**LOOP).fit(X, np.zeros_like(y))
+    with pytest.raises(InvalidInputError, match="generator must be one of"):
+        SelfReinforcingClassifier(generator="gan").fit(X, y)
+    with pytest.raises(InvalidInputError, match="estimator="):
+        SelfReinforcingClassifier(estimator=object()).fit(X, y)
+    bad = X.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(InvalidInputError):
+        SelfReinforcingClassifier(**LOOP).fit(bad, y)
+    model = SelfReinforcingClassifier(generator="none").fit(X, y)
+    assert len(model.generated_) == 0 and model.best_episode_ == 0
+    with pytest.raises(InvalidInputError, match="4"):
+        model.predict_proba(X[:, :3])

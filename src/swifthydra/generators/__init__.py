@@ -26,7 +26,10 @@ Every generated row has weight ``min(1, generated_weight · n_known_anomalies / 
 call ``fit_resample`` yourself to use them.
 
 :class:`~swifthydra.hydra.SwiftHydra` runs the same proposal and selection steps
-(:mod:`swifthydra.generators._core`) inside its self-reinforcing loop.
+(:mod:`swifthydra.generators._core`) inside its self-reinforcing loop, and
+:class:`SelfReinforcingClassifier` runs that loop around any classifier (CatBoost, DevNet, ...):
+each episode's anomalies are rewarded against the classifier of the previous episode, which is
+then refitted with them.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from swifthydra.generators._samplers import (
     anomaly_probability,
     default_estimator,
 )
+from swifthydra.generators.loop import SelfReinforcingClassifier
 
 #: generator name -> class
 GENERATORS: dict[str, type[BaseGenerator]] = {
@@ -87,6 +91,7 @@ __all__ = [
     "NNGMixGenerator",
     "NoGenerator",
     "RLGenerator",
+    "SelfReinforcingClassifier",
     "anomaly_probability",
     "default_estimator",
     "make_generator",

@@ -65,6 +65,39 @@ def select(reward, cand: torch.Tensor, top_l: int) -> tuple[np.ndarray, torch.Te
     return kept, keep, terms
 
 
+class FeatureSpace:
+    """The space the C-VAE and the agent work in, as :class:`~swifthydra.hydra.SwiftHydra` builds
+    it: standardised columns, heavily skewed ones power-transformed (``feature_transform``),
+    float32; :meth:`inverse` maps rows back to the input's units."""
+
+    def __init__(self, X: np.ndarray, feature_transform: str = "auto", seed: int = 0) -> None:
+        from swifthydra._power import PowerGate
+        from swifthydra.hydra import _MAX_POWER_FIT_ROWS, _column_std, _std_floor
+
+        self.center = X.mean(axis=0)
+        self.scale = _std_floor(_column_std(X), self.center)
+        Z = self._standardise(X)
+        if Z.shape[0] > _MAX_POWER_FIT_ROWS:  # as SwiftHydra: the transform is fitted on a sample
+            Z = Z[np.random.RandomState(seed).choice(Z.shape[0], _MAX_POWER_FIT_ROWS, replace=False)]
+        self.gate = PowerGate.fit(Z, feature_transform)
+
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        from swifthydra.hydra import _MAX_STANDARDISED
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z = (X - self.center) / self.scale
+        return np.clip(Z, -_MAX_STANDARDISED, _MAX_STANDARDISED)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        from swifthydra.hydra import _MAX_STANDARDISED
+
+        Z = self.gate.transform(self._standardise(X))
+        return np.clip(Z, -_MAX_STANDARDISED, _MAX_STANDARDISED).astype(np.float32)
+
+    def inverse(self, Z: np.ndarray) -> np.ndarray:
+        return self.gate.inverse_transform(np.asarray(Z, dtype=np.float64)) * self.scale + self.center
+
+
 # ------------------------------------------------------------------------------------- mixing
 def _neighbours(queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
     """Indices (len(queries), k') of each query's nearest reference rows, nearest first.
@@ -212,14 +245,16 @@ class LatentProposer:
         episode: int,
         seed: int,
         unlabeled: np.ndarray | None = None,
+        callbacks: Any = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """``(candidates (float32 tensor), PPO statistics of the last iteration or {})``.
 
         ``seed + episode`` seeds the episode's environment, PPO run and sampling; ``seed`` the
-        policy's initialisation.
+        policy's initialisation. ``callbacks`` (:mod:`swifthydra.callbacks`) are told of each
+        PPO iteration (stage ``"PPO agent"``).
         """
         if self.kind == "rl":
-            return self._rl(cvae, anchors, reward, bounds, episode, seed)
+            return self._rl(cvae, anchors, reward, bounds, episode, seed, callbacks)
         if self.kind == "cvae":
             sample = cvae.sample(self.n_candidates, 1, random_state=seed + episode)
             return torch.from_numpy(np.clip(sample, bounds[0], bounds[1]).astype(np.float32)), {}
@@ -234,7 +269,8 @@ class LatentProposer:
             cand = mixup_candidates(A, U, self.n_candidates, rng, **self.mix_params)
         return torch.from_numpy(cand.astype(np.float32)), {}
 
-    def _rl(self, cvae, anchors, reward, bounds, episode, seed):
+    def _rl(self, cvae, anchors, reward, bounds, episode, seed, callbacks=None):
+        from swifthydra.callbacks import PPO, as_callback_list
         from swifthydra.rl import GaussianPolicy, PPOConfig, make_latent_env, train_agent
         from swifthydra.rl import generate_candidates as rollout
 
@@ -246,7 +282,13 @@ class LatentProposer:
             self.policy = GaussianPolicy(env.observation_dim, env.action_dim, seed=seed)
             self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=PPOConfig.learning_rate, eps=1e-5)
         config = PPOConfig(n_steps=2 * self.horizon, seed=seed + episode)
-        logs = train_agent(env, self.policy, config, iterations=self.ppo_iterations, optimizer=self.optimizer)
+        cb = as_callback_list(callbacks)
+        cb.on_stage_begin(PPO, self.ppo_iterations)
+        logs = train_agent(
+            env, self.policy, config, iterations=self.ppo_iterations, optimizer=self.optimizer,
+            callback=lambda metrics: cb.on_epoch_end(PPO, metrics),
+        )
+        cb.on_stage_end(PPO)
         ppo_stats = {f"ppo_{k}": float(v) for k, v in logs[-1].items() if isinstance(v, (int, float))}
         cand = rollout(env, self.policy, n_rollouts=2, seed=seed + episode)["x"]
         return cand, ppo_stats

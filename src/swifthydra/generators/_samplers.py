@@ -21,6 +21,7 @@ from swifthydra._torch import torch_threads
 from swifthydra._validation import check_X, check_y
 from swifthydra.exceptions import InvalidInputError
 from swifthydra.generators._core import (
+    FeatureSpace,
     LatentProposer,
     default_top_l,
     generated_weight,
@@ -371,19 +372,11 @@ class _LatentGenerator(BaseGenerator):
             return self._run(X, y, seed)
 
     def _run(self, X, y, seed):
-        from swifthydra._power import PowerGate
         from swifthydra.generative import CVAE
-        from swifthydra.hydra import _MAX_STANDARDISED, _column_std, _std_floor
 
-        center = X.mean(axis=0)
-        scale = _std_floor(_column_std(X), center)
-        with np.errstate(over="ignore", invalid="ignore"):
-            Z = np.clip((X - center) / scale, -_MAX_STANDARDISED, _MAX_STANDARDISED)
-        gate = PowerGate.fit(Z, self.feature_transform)
-        Xs = np.clip(gate.transform(Z), -_MAX_STANDARDISED, _MAX_STANDARDISED).astype(np.float32)
-
-        def unscale(Zs: np.ndarray) -> np.ndarray:
-            return gate.inverse_transform(Zs.astype(np.float64)) * scale + center
+        space = FeatureSpace(X, self.feature_transform, seed)
+        Xs = space.transform(X)
+        unscale = space.inverse
 
         est = default_estimator() if self.estimator is None else self.estimator
         if not _is_fitted(est):
