@@ -535,7 +535,7 @@ CASES = [
     ("read_table", "missing file", table, ("nope.csv", None, {}), raises(InvalidInputError, "does not exist")),
     ("read_table", "unsupported type", table, ("t.xlsx", "a\n1\n", {}), raises(InvalidInputError, "unsupported file type")),
     ("read_table", "unterminated quote", table, ("q.csv", 'a,b\n"1,2\n3,4\n', {}), raises(InvalidInputError, "cannot read")),
-    ("read_table", "inf", table, ("i.csv", "a,b\n1,inf\n2,3\n", {}), raises(InvalidInputError, "non-finite value in row 0, feature 'b'")),
+    ("read_table", "inf", table, ("i.csv", "a,b\n1,inf\n2,3\n", {}), raises(InvalidInputError, r"column 'b' holds a non-finite value: inf in data row 1 \(row 1 = the first row after the header\)")),
     ("read_table", "1e400 overflows to inf", table, ("o.csv", "a,b\n1,1e400\n2,3\n", {}), raises(InvalidInputError, "non-finite")),
     ("read_table", "label column absent", table, ("l.csv", "a,b\n1,2\n", {"label_column": "label"}), raises(InvalidInputError, "label column 'label' is not in")),
     ("read_table", "only the label column", table, ("l.csv", "label\n1\n0\n", {"label_column": "label"}), raises(InvalidInputError, "no feature columns")),

@@ -235,7 +235,7 @@ def test_force_replaces_a_model_only_once_the_new_one_is_complete(fitted, tmp_pa
     # every row a known anomaly: the fit fails, the old model stays as it was
     df.assign(is_fraud=1).to_csv(tmp_path / "all.csv", index=False)
     line = _error_line(_invoke("fit", tmp_path / "all.csv", "--label-column", "is_fraud", "--out", target, "--force", *FAST))
-    assert "every row is labelled an anomaly" in line
+    assert "300 of 300 rows of label column 'is_fraud' are known anomalies: more than half" in line
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.csv", "model", "t.csv"]  # no temporary left
     # a damaged preprocessing file is caught by its checksum

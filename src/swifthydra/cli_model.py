@@ -219,8 +219,13 @@ class _Prefetch:
         self.close()
 
 
-def _prepared_chunks(pre, data: Path, wanted: list[str], chunk_rows: int, strings: list[str]):
-    """Yield ``(start_row, chunk DataFrame, X)``: each chunk of the file and its features."""
+def _prepared_chunks(pre, data: Path, wanted: list[str], chunk_rows: int, strings: list[str],
+                     on_bad_rows: str | None = None):
+    """Yield ``(start_row, chunk DataFrame, X)``: each chunk of the file and its features; with
+    ``on_bad_rows`` (fail, skip or nan) ``(start_row, chunk DataFrame, Prepared)`` instead
+    (:meth:`TablePreprocessor.transform_checked`: the features, the rows with a bad value, the
+    values outside the training range). Numbers beyond ±1e30 are bad values."""
+    from swifthydra._validation import MAX_ABS_VALUE
     from swifthydra.datasets.table import iter_table
 
     start = 0
@@ -228,29 +233,36 @@ def _prepared_chunks(pre, data: Path, wanted: list[str], chunk_rows: int, string
         if len(chunk) == 0:
             continue
         try:
-            X = pre.transform(chunk[pre.input_columns_])
+            prepared = pre.transform_checked(
+                chunk[pre.input_columns_], on_bad_rows=on_bad_rows or "fail", first_row=start + 1,
+                max_abs=MAX_ABS_VALUE,
+            )
         except InvalidInputError as exc:
             raise InvalidInputError(f"{data}, data rows {start + 1}-{start + len(chunk)}: {exc}") from None
-        yield start, chunk, X
+        yield start, chunk, (prepared.X if on_bad_rows is None else prepared)
         start += len(chunk)
 
 
-def _table_chunks(state: dict, data: Path, columns: list[str], chunk_rows: int, id_column: str | None) -> _Prefetch:
+def _table_chunks(state: dict, data: Path, columns: list[str], chunk_rows: int, id_column: str | None,
+                  on_bad_rows: str | None = None) -> _Prefetch:
     """Check the table's ``columns`` against the preprocessing and start reading it: a
-    :class:`_Prefetch` of ``(start_row, chunk DataFrame, X)`` (use it in a ``with`` block)."""
+    :class:`_Prefetch` of ``(start_row, chunk DataFrame, X)`` (use it in a ``with`` block); with
+    ``on_bad_rows``, of ``(start_row, chunk DataFrame, Prepared)`` (see :func:`_prepared_chunks`)."""
     pre = state["preprocessor"]
     pre.check_columns(columns, allowed_extra=[id_column] if id_column else [])
     wanted = list(pre.input_columns_) + ([id_column] if id_column and id_column not in pre.input_columns_ else [])
-    # CSV: categorical and id columns as text, so every chunk types them as in the whole file
-    strings = list(pre.categories_) + ([id_column] if id_column and id_column not in pre.numeric_columns_ else [])
-    return _Prefetch(_prepared_chunks(pre, data, wanted, chunk_rows, strings))
+    # CSV: categorical, timestamp and id columns as text, so every chunk types them as in the whole file
+    strings = list(pre.categories_) + list(pre.datetimes_)
+    strings += [id_column] if id_column and id_column not in pre.input_columns_ else []
+    return _Prefetch(_prepared_chunks(pre, data, wanted, chunk_rows, strings, on_bad_rows))
 
 
 def _scored_chunks(est, chunks: _Prefetch, data: Path):
-    """Yield ``(start_row, chunk DataFrame, X, scores)`` for the chunks of :func:`_table_chunks`."""
+    """Yield ``(start_row, chunk DataFrame, X, scores)`` for the chunks of :func:`_table_chunks`
+    (``X`` is the ``Prepared`` of the chunk when they were read with ``on_bad_rows``)."""
     for start, chunk, X in chunks:
         try:
-            scores = est.decision_function(X)
+            scores = est.decision_function(getattr(X, "X", X))
         except InvalidInputError as exc:
             raise InvalidInputError(f"{data}, data rows {start + 1}-{start + len(chunk)}: {exc}") from None
         yield start, chunk, X, scores
@@ -353,7 +365,12 @@ def fit(
     data: Annotated[Path, typer.Argument(help="Training table: .csv, .tsv or .parquet with a header row.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
     label_column: Annotated[
-        str | None, typer.Option(help="Column of known anomalies: 1 (or true/yes) = anomaly, anything else or empty = unlabeled.")
+        str | None,
+        typer.Option(help="Column of known anomalies: 1 (or true/yes/anomaly, or --positive-label) = anomaly, "
+                     "anything else or empty = unlabeled."),
+    ] = None,
+    positive_label: Annotated[
+        str | None, typer.Option(help="The value of --label-column that marks a known anomaly, e.g. fraud.")
     ] = None,
     id_column: Annotated[str | None, typer.Option(help="Column of row ids: kept out of the features.")] = None,
     contamination: Annotated[float, typer.Option(help="Expected share of anomalies: sets the threshold of is_anomaly.")] = 0.1,
@@ -386,11 +403,14 @@ def fit(
         raise InvalidInputError(f"--contamination must be in (0, 0.5], got {contamination}.")
     if label_column is not None and label_column == id_column:
         raise InvalidInputError("--label-column and --id-column must be different columns.")
+    if positive_label is not None and label_column is None:
+        raise InvalidInputError("--positive-label needs --label-column: the column whose value it is.")
     t0 = time.perf_counter()
     table = read_table(
         data, label_column, id_column=id_column,
         categorical="drop" if drop_non_numeric else "onehot",
         missing="reject" if reject_missing else "impute",
+        positive_label=positive_label,
     )
     X, y = table.X, table.y
     n_rows = X.shape[0]
@@ -411,6 +431,7 @@ def fit(
         + (f"; {n_known} known anomalies" if label_column else "; no label column")
         + ("" if n_known else " (unsupervised: IForest+ECOD pseudo-labels seed the loop)")
         + (f"; dropped non-numeric columns {pre.dropped_columns_}" if pre.dropped_columns_ else "")
+        + (f"; timestamps {pre.datetime_columns_} -> hour, weekday, elapsed_days" if pre.datetimes_ else "")
     )
     for c, cats in pre.categories_.items():
         if len(cats) >= _MAX_CATEGORIES:
@@ -486,11 +507,27 @@ def score(
     ] = None,
     threads: Annotated[int, typer.Option(help="PyTorch threads for scoring (0 = all cores).")] = 0,
     force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    on_bad_rows: Annotated[
+        str,
+        typer.Option(help="A row with a value that cannot be used (text in a numeric column, inf, a date that does "
+                     "not parse): fail (stop with an error naming it), skip (leave the row out of the output) or "
+                     "nan (keep the row with empty score, is_anomaly and probability)."),
+    ] = "fail",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
-    """Score a table in chunks: writes score, is_anomaly (score > threshold) and probability per row."""
+    """Score a table in chunks: writes score, is_anomaly (score > threshold) and probability per row.
+
+    The summary counts, per numeric column, the values outside the training range; a warning on
+    standard error says when the share of rows above the threshold is more than 3 times the
+    training contamination or less than a third of it (with at least 10 rows expected above it).
+    """
+    from swifthydra.datasets.table import BAD_ROWS
+
     out_kind = _output_kind(out)
     if chunk_rows < 1:
         raise InvalidInputError(f"--chunk-rows must be >= 1, got {chunk_rows}.")
+    if on_bad_rows not in BAD_ROWS:
+        raise InvalidInputError(f"--on-bad-rows must be one of {', '.join(BAD_ROWS)}, got {on_bad_rows!r}.")
     if out.exists() and not force:
         raise InvalidInputError(f"{out} already exists: choose another --out or pass --force to replace it.")
     if out.is_dir():
@@ -505,7 +542,7 @@ def score(
         _, state = read_table_state(model_dir)
         id_column = _resolve_id_column(columns, id_column, state, data)
         # the first chunks are read and preprocessed while torch & co. are imported and the model loads
-        with _table_chunks(state, data, columns, chunk_rows, id_column) as chunks:
+        with _table_chunks(state, data, columns, chunk_rows, id_column, on_bad_rows) as chunks:
             est = load_table_estimator(model_dir, state)
             startup.done()
             est.n_jobs = n_jobs
@@ -514,23 +551,67 @@ def score(
             fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
             os.close(fd)
             tmp = Path(tmp_name)
-            n_rows = n_flagged = 0
+            n_rows = n_scored = n_flagged = n_bad = 0
+            first_bad = None
+            outside = {c: 0 for c in state["preprocessor"].ranges_}
             try:
                 with _ScoreWriter(tmp, out_kind, id_column) as writer:
-                    for _, chunk, _, scores in _scored_chunks(est, chunks, data):
+                    for _, chunk, prepared, scores in _scored_chunks(est, chunks, data):
+                        bad = prepared.bad
+                        ids = chunk[id_column] if id_column else None
                         flagged = scores > est.threshold_
-                        writer.write(chunk[id_column] if id_column else None, scores, flagged, _probability(scores))
+                        probability = _probability(scores)
                         n_rows += len(scores)
-                        n_flagged += int(flagged.sum())
+                        if bad.any():
+                            n_bad += int(bad.sum())
+                            first_bad = first_bad or prepared.first_bad
+                            if on_bad_rows == "skip":
+                                keep = ~bad
+                                ids = ids[keep] if ids is not None else None
+                                scores, flagged, probability, bad = scores[keep], flagged[keep], probability[keep], bad[keep]
+                        writer.write(ids, scores, flagged, probability, missing=bad if bad.any() else None)
+                        n_scored += int((~bad).sum())
+                        n_flagged += int((flagged & ~bad).sum())
+                        for c, k in prepared.out_of_range.items():
+                            outside[c] = outside.get(c, 0) + k
                 os.replace(tmp, out)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
     seconds = time.perf_counter() - t0
-    share = n_flagged / n_rows if n_rows else 0.0
+    share = n_flagged / n_scored if n_scored else 0.0
+    contamination = float(est.contamination)
+    warnings = []
+    if n_bad:
+        what = ("were left out of the output" if on_bad_rows == "skip"
+                else "have an empty score, is_anomaly and probability")
+        warnings.append(f"{n_bad} rows with a bad value {what}; the first: {first_bad}")
+    if n_scored * contamination >= 10 and not contamination / 3 <= share <= 3 * contamination:
+        warnings.append(
+            f"{share:.1%} of the rows scored are above the threshold, far from the {contamination:.1%} the model "
+            f"flags on its training data (contamination): these rows differ from the training data (drift, a "
+            "column with other units or meaning, another population); check the values outside the training range"
+        )
+    for w in warnings:
+        _echo_err(f"warning: {w}")
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({
+            "output": str(out), "rows": n_rows, "scored": n_scored, "flagged": n_flagged, "flagged_share": share,
+            "contamination": contamination, "threshold": float(est.threshold_),
+            "bad_rows": {"policy": on_bad_rows, "count": n_bad, "first": first_bad},
+            "outside_training_range": outside, "warnings": warnings, "seconds": round(seconds, 3),
+        }, indent=2))
+        return
+    shown = {c: k for c, k in outside.items() if k}
     typer.echo(
         f"scored {n_rows} rows -> {out}: {n_flagged} above the threshold ({share:.2%}), "
-        f"{seconds:.1f} s ({n_rows / max(seconds, 1e-9):,.0f} rows/s)"
+        f"{seconds:.1f} s ({n_rows / max(seconds, 1e-9):,.0f} rows/s); "
+        + (f"values outside the training range: {', '.join(f'{c} {k}' for c, k in shown.items())}" if shown
+           else "no value outside the training range")
+        + (f"; {n_bad} rows with bad values {'left out' if on_bad_rows == 'skip' else 'without a score'}"
+           if n_bad else "")
     )
 
 
@@ -546,7 +627,9 @@ class _ScoreWriter:
     def __enter__(self) -> _ScoreWriter:
         return self
 
-    def write(self, ids, scores, flagged, probability) -> None:
+    def write(self, ids, scores, flagged, probability, missing=None) -> None:
+        """Append rows; ``missing`` marks rows whose score, is_anomaly and probability are empty."""
+        import numpy as np
         import pandas as pd
 
         id_col = self.id_col
@@ -559,7 +642,8 @@ class _ScoreWriter:
             import pyarrow.parquet as pq
 
             table = pa.Table.from_pydict(
-                {k: (pa.array(v, from_pandas=True) if k == id_col else v) for k, v in frame.items()}
+                {k: (pa.array(v, from_pandas=True) if k == id_col
+                     else v if missing is None else pa.array(v, mask=missing)) for k, v in frame.items()}
             )
             if self.writer is None:
                 self.schema = table.schema
@@ -569,6 +653,9 @@ class _ScoreWriter:
             self.writer.write_table(table)
         else:
             df = pd.DataFrame(frame)
+            if missing is not None:  # empty fields
+                df["is_anomaly"] = df["is_anomaly"].astype(object).where(~missing, None)
+                df.loc[missing, ["score", "probability"]] = np.nan
             if self.file is None:
                 self.file = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
                 df.to_csv(self.file, index=False, sep="\t" if self.kind == "tsv" else ",")
@@ -664,8 +751,7 @@ def explain(
     groups = pre.feature_groups_
     contrib = attribute(est, best_X, baseline=pre.baseline_(), groups=groups, method=method)
     names = [g[0] for g in groups]
-    baseline_text = {c: _fmt_value(pre.medians_[c]) for c in pre.numeric_columns_}
-    baseline_text.update(pre.modes_)
+    baseline_text = pre.typical_values_()  # median, median timestamp, most frequent category
     records = []
     for r in range(len(best_rows)):
         order = np.argsort(-contrib[r], kind="stable")[:features]
@@ -784,6 +870,7 @@ def info(
             "id_column": state.get("id_column"),
             "numeric_columns": pre.get("numeric_columns"),
             "categorical_columns": {c: len(v) for c, v in _categories(pre).items()},
+            "datetime_columns": [c for c, _ in pre.get("datetimes", [])],
             "dropped_columns": pre.get("dropped_columns", []),
             "non_numeric": pre.get("categorical"),
             "missing": pre.get("missing"),
@@ -818,6 +905,11 @@ def info(
             f"categorical    {len(cats)}: "
             + (_short_list([f"{c} ({n} categories + __other__)" for c, n in cats.items()]) if cats else "-")
         )
+        if t["datetime_columns"]:
+            lines.append(
+                f"datetime       {len(t['datetime_columns'])}: {_short_list(t['datetime_columns'])} "
+                "(each -> hour, weekday, elapsed_days)"
+            )
         if t["dropped_columns"]:
             lines.append(f"dropped        {_short_list(t['dropped_columns'])}")
         lines.append(

@@ -22,7 +22,9 @@ vector (NaN = missing, imputed with the training median), each categorical colum
 means missing). What the graph does not do: refuse missing values when the model was fitted with
 ``--reject-missing`` (it imputes them), reject non-finite numbers (the command line does), or parse
 strings in numeric columns (cast to float64 first). Without ``preprocessor`` the single input
-``features`` takes the already preprocessed matrix (``TablePreprocessor.transform``).
+``features`` takes the already preprocessed matrix (``TablePreprocessor.transform``). A model with
+timestamp columns can only be exported that way (``--features-only``): the graph does not parse
+dates.
 
 Needs the ``onnx`` extra (``pip install 'swifthydra[onnx]'``: onnx, onnxscript for PyTorch's
 exporter, onnxruntime to run and check the graph).
@@ -170,6 +172,13 @@ def _torch_graph(est, opset: int):
 
 
 def _check_column_names(pre) -> None:
+    dates = list(getattr(pre, "datetimes_", {}))
+    if dates:
+        raise InvalidInputError(
+            f"the model has timestamp columns {dates}, which the ONNX graph cannot parse: export with "
+            "--features-only (preprocessor=None) and compute the features with TablePreprocessor.transform "
+            "before running the graph."
+        )
     columns = list(pre.numeric_columns_) + list(pre.categories_)
     clash = [c for c in columns if c in OUTPUTS or c.startswith(_PREFIX)]
     if clash:
