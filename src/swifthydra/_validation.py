@@ -178,3 +178,56 @@ def check_not_constant(X: np.ndarray, *, name: str = "X") -> None:
             f"all {X.shape[0]} rows of {name} are identical: an anomaly detector needs rows that "
             "differ; check that the right columns were selected."
         )
+
+
+def frame_feature_names(X: Any) -> np.ndarray | None:
+    """The column names of a pandas DataFrame when every one is a string (scikit-learn's rule
+    for ``feature_names_in_``), as an object array; ``None`` for anything else."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not hasattr(X, "iloc"):
+        return None
+    names = list(columns)
+    if not names or not all(isinstance(c, str) for c in names):
+        return None
+    return np.asarray(names, dtype=object)
+
+
+def check_feature_names(X: Any, fitted: np.ndarray | None, *, name: str = "X") -> None:
+    """Refuse a DataFrame whose column names differ from those seen in ``fit`` (``fitted``):
+    other names, missing ones, or the same ones in another order. Arrays and frames without
+    string names are taken by position, as in scikit-learn."""
+    names = frame_feature_names(X)
+    if fitted is None or names is None:
+        return
+    if len(names) == len(fitted) and bool((names == fitted).all()):
+        return
+    seen = set(fitted.tolist())
+    now = set(names.tolist())
+    unseen = [c for c in names.tolist() if c not in seen]
+    missing = [c for c in fitted.tolist() if c not in now]
+    parts = []
+    if unseen:
+        parts.append(f"columns not seen in fit {unseen[:5]}")
+    if missing:
+        parts.append(f"columns of fit now missing {missing[:5]}")
+    if not parts:
+        parts.append(f"the same columns in another order (fit: {fitted.tolist()[:8]})")
+    raise InvalidInputError(
+        f"The feature names should match those that were passed during fit: {name} has {'; '.join(parts)}. "
+        f"Select the columns in fit order: {name}[model.feature_names_in_]."
+    )
+
+
+def check_params_keys(name: str, params: dict | None, cls: type) -> None:
+    """Refuse keys of a parameter dict (e.g. ``detector_params``) that ``cls`` does not take,
+    naming them and the valid ones."""
+    if not params:
+        return
+    import inspect
+
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = [str(k) for k in params if k not in valid]
+    if unknown:
+        raise InvalidInputError(
+            f"{name} has unknown keys {unknown}: {cls.__name__} takes {', '.join(valid)}."
+        )

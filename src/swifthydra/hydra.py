@@ -189,6 +189,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
     best_episode_ : int
     decision_scores_, labels_, threshold_, n_features_in_
         As in PyOD.
+    feature_names_in_ : ndarray of str
+        The column names when fitted on a DataFrame whose column names are all strings (saved
+        with the model); scoring a DataFrame with other names, or in another order, is an error.
     """
 
     def __init__(
@@ -349,9 +352,19 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         -------
         self
         """
+        from swifthydra._validation import check_params_keys, frame_feature_names
+        from swifthydra.detector import MambaDetector, MoME
+
         self._validate_params()
+        check_params_keys("detector_params", self.detector_params, MambaDetector)
+        check_params_keys("mome_params", self.mome_params, MoME)
+        names = frame_feature_names(X)  # a DataFrame's column names, when all are strings
+        vars(self).pop("feature_names_in_", None)
         with torch_threads(self.n_jobs):
-            return self._fit(X, y)
+            self._fit(X, y)
+        if names is not None:
+            self.feature_names_in_ = names
+        return self
 
     def _fit(self, X: Any, y: Any) -> SwiftHydra:
         from swifthydra.generative import CVAE
@@ -567,7 +580,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,)
         """
+        from swifthydra._validation import check_feature_names
+
         self._check_fitted()
+        check_feature_names(X, getattr(self, "feature_names_in_", None))
         X = check_X(X, name="X", n_features=self.n_features_in_)
         Xs = self._scale(X)
         if not np.isfinite(Xs).all():
@@ -661,6 +677,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             "used_pseudo_labels": bool(self.used_pseudo_labels_),
             "best_episode": int(getattr(self, "best_episode_", 0)),
             "history": to_jsonable(self.history_),
+            **({"feature_names_in": [str(c) for c in self.feature_names_in_]}
+               if hasattr(self, "feature_names_in_") else {}),
             "detector": self.detector_.get_config(),
         }
         if self.mome_ is not None:
@@ -706,6 +724,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             est.used_pseudo_labels_ = bool(cfg["used_pseudo_labels"])
             est.best_episode_ = int(cfg["best_episode"])
             est.history_ = list(cfg["history"])
+            if cfg.get("feature_names_in") is not None:
+                est.feature_names_in_ = np.asarray([str(c) for c in cfg["feature_names_in"]], dtype=object)
+                if len(est.feature_names_in_) != est.n_features_in_:
+                    raise ValueError("feature_names_in does not have one name per feature")
             power = {k[len("power."):]: v.numpy() for k, v in tensors.items() if k.startswith("power.")}
             if power:
                 est.power_transform_ = PowerGate.from_arrays(power)
