@@ -283,7 +283,7 @@ def test_shapes_property(n, d, n_anom, per, name, seed):
 
 # ----------------------------------------------------------------------- SwiftHydra's loop
 @pytest.mark.parametrize("generator", ["nngmix", "mixup"])
-def test_swifthydra_with_mixing_generators(generator):
+def test_swifthydra_with_mixing_generators(generator, tmp_path):
     X, y = _data(5, n=200, d=5, n_anom=16, n_labeled=8)
     model = SwiftHydra(**{**MICRO, "episodes": 2}, generator=generator, random_state=0).fit(X, y)
     assert model.cvae_ is None and model.policy_ is None
@@ -291,6 +291,9 @@ def test_swifthydra_with_mixing_generators(generator):
     assert all(k > 0 for k in kept) and len(model.generated_) == sum(kept[: model.best_episode_])
     with pytest.raises(InvalidInputError, match=f"generator='{generator}': it has no generator"):
         model.sample_anomalies(3)
+    loaded = SwiftHydra.load(model.save(tmp_path / "model"))
+    assert loaded.generator == generator
+    np.testing.assert_allclose(loaded.decision_function(X), model.decision_function(X), rtol=1e-6, atol=1e-6)
 
 
 # Scores of small fixed fits, computed with the code before generation moved into
@@ -401,6 +404,10 @@ def test_loop_without_sample_weight_uses_a_subset_and_catboost():
     kept = sum(h["kept"] for h in model.history_[1:])
     assert n_gen == min(kept, y.sum()) and (model.sample_weight_ == 1).all()  # total weight 8 -> 8 rows
     assert model.estimator_.seen_ == (len(X) + n_gen, y.sum() + n_gen)
+    from swifthydra.bench.models import DevNetReference  # the torch DevNet of the benchmark
+
+    model = SelfReinforcingClassifier(DevNetReference(epochs=2), generator="nngmix", random_state=0, **LOOP)
+    assert model.fit(X, y).decision_function(X).shape == (len(X),) and len(model.generated_) == y.sum()
     catboost = pytest.importorskip("catboost")
     cb = catboost.CatBoostClassifier(iterations=20, depth=3, verbose=0, thread_count=1, random_seed=0)
     model = SelfReinforcingClassifier(cb, generator="nngmix", random_state=0, **LOOP).fit(X, y)
