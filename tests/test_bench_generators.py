@@ -22,8 +22,7 @@ pytest.importorskip("xgboost")
 pytest.importorskip("swifthydra.generators")
 
 
-@pytest.fixture
-def app():
+def _make_app():
     app = typer.Typer(pretty_exceptions_enable=False)
 
     @app.command("version")
@@ -35,8 +34,14 @@ def app():
 
 
 @pytest.fixture
-def two_sets(tmp_path):
+def app():
+    return _make_app()
+
+
+@pytest.fixture(scope="module")
+def two_sets(tmp_path_factory):
     """Two small labelled sets (anomalies shifted in a few features)."""
+    tmp_path = tmp_path_factory.mktemp("sets")
     paths = []
     for k, (n, d) in enumerate([(400, 5), (360, 4)]):
         rng = np.random.RandomState(k)
@@ -67,12 +72,23 @@ def _frame(out):
         return store.to_frame(history=False)
 
 
-@pytest.fixture
-def gen_results(app, two_sets, tmp_path):
-    out = tmp_path / "gen.sqlite"
-    res = CliRunner().invoke(app, _bench_args(two_sets, out))
+@pytest.fixture(scope="module")
+def gen_run(two_sets, tmp_path_factory):
+    """One run of 3 models x 3 generators (shared by the tests below; they work on copies)."""
+    out = tmp_path_factory.mktemp("gen") / "gen.sqlite"
+    res = CliRunner().invoke(_make_app(), _bench_args(two_sets, out))
     assert res.exit_code == 0, res.output
     return out, res
+
+
+@pytest.fixture
+def gen_results(gen_run, tmp_path):
+    import shutil
+
+    out, res = gen_run
+    copy = tmp_path / "gen.sqlite"
+    shutil.copy(out, copy)
+    return copy, res
 
 
 def test_cells_per_generator_on_identical_splits(gen_results):
@@ -344,7 +360,8 @@ def test_schema1_file_loads_and_resumes(app, two_sets, tmp_path):
         rows = conn.execute("SELECT model, config, generator FROM results WHERE dataset='x'")
         assert rows.fetchall() == [("swifthydra", '{"episodes":2}', "cvae")]
     res = runner.invoke(app, _bench_args(two_sets[:1], out, generators="none,mixup"))
-    assert res.exit_code == 0 and "12 cells: 6 already in, ran 6" in res.output, res.output
+    assert res.exit_code == 0, res.output
+    assert "12 cells: 6 already in" in res.output and "ran 6" in res.output
 
 
 def test_cell_key_includes_generator():
