@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -112,10 +113,13 @@ def test_report_contents(results, tmp_path):
     for expected in ("cd_", "bars_", "time_", "throughput_", "history_swifthydra",
                      "view_swifthydra", "unseen_"):
         assert any(expected in i for i in images), expected
-    for rel in images:
+    embedded = re.findall(r'<img src="([^"]*)"', html)
+    assert len(embedded) == len(images)
+    for rel, src in zip(images, embedded, strict=True):
         data = (tmp_path / "rep" / rel).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
-        assert f'src="{rel}"' in html
+        assert src == "data:image/png;base64," + base64.b64encode(data).decode()  # one self-contained file
+    assert "img/" not in html
     assert html.startswith("<!DOCTYPE html>") and "<table>" in html and "<b>swifthydra</b>" in html
 
 
@@ -189,3 +193,52 @@ def test_html_report_images_load_in_headless_chromium(results, tmp_path):
     assert total == len(re.findall(r"<img ", page)) >= 7
     assert loaded == total
     assert Path(out / "img").is_dir()
+
+
+def test_html_report_is_one_file_and_plots_fit_two_datasets_and_one_episode(tmp_path, monkeypatch):
+    """The HTML embeds every image (no link outside the file, each a decodable PNG); with two
+    datasets the bars fill their plot, and one recorded episode gets one integer tick."""
+    import matplotlib.figure
+
+    drawn = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        drawn[Path(path).name.split("_")[0]] = (
+            fig.get_size_inches().tolist(),
+            [(list(ax.get_xticks()), ax.get_xlim()) for ax in fig.axes if ax.axison],
+        )
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        for k, ds in enumerate(["14_glass", "29_Pima"]):
+            hist = {"history": [{"episode": 1, "reward": 0.3 + k, "auc": 0.8 + 0.05 * k, "kept": 3}]}
+            store.add(_row(ds, "swifthydra", 1, 0.9, history=json.dumps(hist)))
+            store.add(_row(ds, "iforest", 1, 0.75))
+    md = make_report(path, tmp_path / "rep").read_text()
+    page = (tmp_path / "rep" / "report.html").read_text()
+
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == len(re.findall(r"!\[", md)) >= 4
+    assert not re.search(r'(src|href)="(?!data:)', page)  # nothing outside the file
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+
+    size, [(ticks, xlim)] = drawn["bars"]
+    assert xlim == (-0.5, 1.5) and ticks == [0, 1] and size[0] < 8  # two datasets, two slots
+    size, axes = drawn["history"]
+    assert [t for t, _ in axes] == [[1], [1]] and all(x == (0.5, 1.5) for _, x in axes)
+
+
+def test_report_of_one_dataset_and_one_episode_builds(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.add(_row("14_glass", "swifthydra", 1, 0.9,
+                       history=json.dumps({"history": [{"episode": 0, "auc": 0.8}]})))
+        store.add(_row("14_glass", "iforest", 1, 0.7))
+    md = make_report(path, tmp_path / "rep").read_text()
+    assert "swifthydra: no per-episode number varies (one episode recorded)" in md
+    assert "data:image/png;base64," in (tmp_path / "rep" / "report.html").read_text()

@@ -1,7 +1,11 @@
 """The benchmark report (Markdown + static HTML, PNG plots) and the results export.
 
 :func:`make_report` reads a results file and writes ``OUT/report.md``, ``OUT/report.html`` and
-``OUT/img/*.png``. One section per ``(protocol, labelled ratio)`` of the standard scenario:
+``OUT/img/*.png``. The HTML embeds its images (base64 ``data:`` URIs): it is one file a user can
+send. Plots size themselves to what there is (a few datasets fill their bar chart; episodes are
+integer ticks, one per episode up to 12).
+
+One section per ``(protocol, labelled ratio)`` of the standard scenario:
 
 * a summary per model: mean AUC-ROC and AUC-PR over datasets (each dataset's mean over seeds),
   average rank, Friedman test, wins/ties/losses against the reference model (SwiftHydra when
@@ -84,7 +88,10 @@ class Doc:
         return "\n".join(out)
 
     # --------------------------------------------------------------- HTML
-    def html(self, title: str) -> str:
+    def html(self, title: str, base: Path | None = None) -> str:
+        """The report as one HTML page; with ``base`` (the folder image paths are relative to)
+        every image is embedded as a base64 ``data:`` URI, so the page is one self-contained file
+        to send or attach (an image that cannot be read keeps its relative link)."""
         body: list[str] = []
         for block in self.blocks:
             kind = block[0]
@@ -96,7 +103,7 @@ class Doc:
             elif kind == "code":
                 body.append(f"<pre><code>{html.escape(block[1])}</code></pre>")
             elif kind == "img":
-                src, alt = html.escape(block[1], quote=True), html.escape(block[2], quote=True)
+                src, alt = html.escape(_data_uri(block[1], base), quote=True), html.escape(block[2], quote=True)
                 body.append(f'<figure><img src="{src}" alt="{alt}"><figcaption>{alt}'
                             "</figcaption></figure>")
             elif kind == "table":
@@ -127,6 +134,22 @@ class Doc:
             + "\n".join(body)
             + "\n</body>\n</html>\n"
         )
+
+
+def _data_uri(src: str, base: Path | None) -> str:
+    """``data:image/...;base64,...`` of the image file ``base / src``; ``src`` itself when there is
+    no ``base`` or the file cannot be read."""
+    import base64
+    import mimetypes
+
+    if base is None:
+        return src
+    try:
+        data = (Path(base) / src).read_bytes()
+    except OSError:
+        return src
+    mime = mimetypes.guess_type(src)[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _fmt(v: Any) -> str:
@@ -359,7 +382,7 @@ def make_report(
 def _write(doc: Doc, out: Path, title: str) -> Path:
     md = out / "report.md"
     md.write_text(doc.markdown())
-    (out / "report.html").write_text(doc.html(title))
+    (out / "report.html").write_text(doc.html(title, base=out))  # images embedded: one file to send
     return md
 
 
@@ -610,12 +633,18 @@ def plot_cd(ranks, cd: float | None, path: Path, title: str, plt) -> None:
 
 def plot_dataset_bars(mean, std, order, colors, path: Path, metric_name: str, plt,
                       per_row: int = 8) -> None:
-    """Grouped bars per dataset (mean over seeds, error bar = std), ``per_row`` datasets a row."""
+    """Grouped bars per dataset (mean over seeds, error bar = std), ``per_row`` datasets a row.
+
+    A single row holds just its datasets and the figure narrows with them (two datasets fill
+    their plot instead of a quarter of a wide one); with several rows every row has ``per_row``
+    slots, so bars keep one width."""
     cols = [m for m in order if m in mean.columns]
     datasets = list(mean.index)
     m = max(1, len(cols))
     nrow = max(1, math.ceil(len(datasets) / per_row))
-    fig, axes = plt.subplots(nrow, 1, figsize=(12, 2.9 * nrow + 0.6), squeeze=False)
+    slots = per_row if nrow > 1 else max(1, len(datasets))
+    fig_width = min(12.0, max(5.0, 1.5 + slots * (0.9 + 0.3 * m)))
+    fig, axes = plt.subplots(nrow, 1, figsize=(fig_width, 2.9 * nrow + 0.6), squeeze=False)
     width = 0.8 / m
     for r in range(nrow):
         ax = axes[r, 0]
@@ -629,12 +658,12 @@ def plot_dataset_bars(mean, std, order, colors, path: Path, metric_name: str, pl
                    label=model, error_kw={"elinewidth": 0.6, "capsize": 0})
         ax.set_xticks(xs)
         ax.set_xticklabels(chunk, fontsize=8)
-        ax.set_xlim(-0.5, per_row - 0.5)
+        ax.set_xlim(-0.5, slots - 0.5)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel(metric_name, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(ncol=min(m, 8), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
-                      frameon=False)
+    axes[0, 0].legend(ncol=min(m, 8, max(1, int(fig_width / 1.6))), fontsize=8, loc="lower center",
+                      bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -759,6 +788,23 @@ def _file_tag(label: str) -> str:
     return _slug(label.split("[")[0]) + "-" + hashlib.sha1(label.encode()).hexdigest()[:8]
 
 
+def _integer_axis(ax, indexes, max_n_locator) -> None:
+    """Episode numbers on the x axis: one tick per episode for up to 12 episodes, the points
+    half a step from the edges (one episode is not drawn on a 0.945-1.050 scale); more
+    episodes get integer ticks."""
+    values = np.concatenate([np.asarray(i, dtype=float) for i in indexes]) if indexes else np.empty(0)
+    values = values[np.isfinite(values)]
+    if len(values) == 0 or not np.allclose(values, np.round(values)):
+        ax.xaxis.set_major_locator(max_n_locator(integer=True))
+        return
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo <= 12:
+        ax.set_xticks(range(lo, hi + 1))
+        ax.set_xlim(lo - 0.5, hi + 0.5)
+    else:
+        ax.xaxis.set_major_locator(max_n_locator(integer=True))
+
+
 def _history_block(doc: Doc, part, tag: str, img_dir: Path, plt) -> None:
     from matplotlib.ticker import MaxNLocator
 
@@ -777,8 +823,11 @@ def _history_block(doc: Doc, part, tag: str, img_dir: Path, plt) -> None:
         doc.h(3, f"{model}: training")
         frames = [(d, s, history_frame(p.get("history"))) for d, s, p in parsed]
         frames = [(d, s, f) for d, s, f in frames if f is not None and len(f)]
-        if frames:
-            cols = history_columns([f for _, _, f in frames])
+        cols = history_columns([f for _, _, f in frames]) if frames else []
+        if frames and not cols:
+            doc.p(f"{model}: no per-episode number varies (one episode recorded), so there is no "
+                  "training curve to draw.")
+        if cols:
             ncol = min(3, len(cols))
             nrow = math.ceil(len(cols) / ncol)
             fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 2.8 * nrow), squeeze=False)
@@ -788,7 +837,7 @@ def _history_block(doc: Doc, part, tag: str, img_dir: Path, plt) -> None:
                         ax.plot(f.index, f[col], marker=".", lw=1, label=f"{d} s{s}")
                 ax.set_title(col, fontsize=9)
                 ax.set_xlabel("episode", fontsize=8)
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                _integer_axis(ax, [f.index for _, _, f in frames[:12] if col in f.columns], MaxNLocator)
                 ax.grid(alpha=0.3)
             for ax in axes.ravel()[len(cols):]:
                 ax.axis("off")
