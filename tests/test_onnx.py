@@ -133,7 +133,9 @@ def test_refuses_to_overwrite_and_clashing_names(table_model, tmp_path):
     assert target.read_text() == "keep me"
     clash = TablePreprocessor.from_dict({**pre.to_dict(), "numeric_columns": ["score", "velocity", "count"],
                                          "medians": {"score": 1.0, "velocity": 0.0, "count": 1.0},
-                                         "input_columns": ["score", "velocity", "count", "merchant"]})
+                                         "input_columns": ["score", "velocity", "count", "merchant"],
+                                         "kinds": {"score": "numeric", "velocity": "numeric", "count": "numeric",
+                                                   "merchant": "categorical"}})
     with pytest.raises(InvalidInputError, match="clash with names of the ONNX graph"):
         export_onnx(model, tmp_path / "c.onnx", preprocessor=clash)
     assert not (tmp_path / "c.onnx").exists()
