@@ -203,7 +203,7 @@ needs_onnx = pytest.mark.skipif(
 
 
 @needs_onnx
-@settings(max_examples=2, deadline=None, derandomize=True,
+@settings(max_examples=1, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(tables())
 @example(THE_ISSUE)

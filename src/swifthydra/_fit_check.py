@@ -19,8 +19,8 @@ import numpy as np
 from swifthydra.exceptions import SwiftHydraError
 
 SAMPLE_ROWS = 512
-#: scores may differ by float rounding only (the model in memory may run on a GPU, the reloaded
-#: one runs on the CPU); a misaligned feature moves scores by orders of magnitude more.
+#: scores may differ by float rounding only; a misaligned feature moves them by orders of
+#: magnitude more.
 RTOL = ATOL = 1e-4
 
 
@@ -55,11 +55,17 @@ def check_saved_model(
     ``{"rows": rows compared, "max_difference": largest |score difference|}``; raises
     :class:`SelfCheckError` naming what differs.
     """
-    from swifthydra.cli_model import _table_chunks, load_table_estimator, read_table_state
+    from swifthydra.cli_model import _table_chunks, read_table_state
     from swifthydra.datasets.table import table_columns
+    from swifthydra.hydra import SwiftHydra
 
     _, state = read_table_state(tmp_dir)
-    back = load_table_estimator(tmp_dir, state)
+    # on the device the model in memory runs on: the check is about the files, not about the
+    # rounding of another device's kernels (`score` itself loads the model on the CPU)
+    back = SwiftHydra.load(tmp_dir, device=getattr(est, "device", None))
+    if back.n_features_in_ != X_train.shape[1]:
+        raise _fail(f"the saved model expects {back.n_features_in_} features, the model in memory "
+                    f"{X_train.shape[1]}", target, replacing)
     if back.threshold_ != est.threshold_:
         raise _fail(f"the threshold reads back as {back.threshold_!r} instead of {est.threshold_!r}", target,
                     replacing)
