@@ -4,6 +4,7 @@ scikit-learn's on the same scores, the plots are real PNG images, and the errors
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -135,8 +136,11 @@ def test_evaluate_with_the_training_label_column_and_a_positive_label(model, tmp
     result = _invoke("evaluate", model_dir, tmp_path / "judged.csv", "--truth-column", "status",
                      "--positive-label", "fraud")
     assert result.exit_code == 0, result.output
-    scores, _ = _reference_scores(model_dir, judged)
+    scores, threshold = _reference_scores(model_dir, judged)
     y = (judged["status"] == "fraud").to_numpy(dtype=int)
+    tp, fp = int(((scores > threshold) & (y == 1)).sum()), int(((scores > threshold) & (y == 0)).sum())
+    assert re.search(rf"^  anomaly +{tp} +{y.sum() - tp}$", result.output, re.M), result.output
+    assert re.search(rf"^  normal +{fp} +{len(y) - y.sum() - fp}$", result.output, re.M), result.output
     assert f"AUC-ROC          {roc_auc_score(y, scores):.4f}" in result.output
     assert f"AUC-PR           {average_precision_score(y, scores):.4f}" in result.output
     assert f"{len(judged)} rows with a truth value, {y.sum()} anomalies" in result.output

@@ -255,7 +255,8 @@ def evaluate(
             typer.echo(f"note: {note}", err=True)
         return
     cm = m["confusion_matrix"]
-    width = max(len(f"{v:,}") for v in cm.values()) + 2
+    digits = max(len(f"{v:,}") for v in cm.values())
+    w1, w2 = max(digits, len("flagged")) + 4, max(digits, len("not flagged")) + 4
     lines = [
         f"evaluated {model_dir} on {data}: {m['rows']} rows with a truth value, {n_pos} anomalies "
         f"({m['anomaly_share']:.1%})" + (f"; {n_unknown} rows without one left out" if n_unknown else ""),
@@ -268,9 +269,9 @@ def evaluate(
         f"  precision      {m['precision']:.4f}   (flagged rows that are anomalies)",
         f"  recall         {m['recall']:.4f}   (anomalies that are flagged)",
         "confusion matrix",
-        f"  {'':14s}{'flagged':>{width + 2}s}{'not flagged':>{width + 12}s}",
-        f"  {'anomaly':14s}{cm['tp']:>{width + 2},}{cm['fn']:>{width + 12},}",
-        f"  {'normal':14s}{cm['fp']:>{width + 2},}{cm['tn']:>{width + 12},}",
+        f"  {'truth':10s}{'flagged':>{w1}s}{'not flagged':>{w2}s}",
+        f"  {'anomaly':10s}{cm['tp']:>{w1},}{cm['fn']:>{w2},}",
+        f"  {'normal':10s}{cm['fp']:>{w1},}{cm['tn']:>{w2},}",
     ]
     if out_dir is not None:
         lines.append(f"wrote {', '.join(str(p) for p in [*plots, out_dir / 'metrics.json'])}")
