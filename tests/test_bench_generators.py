@@ -370,3 +370,28 @@ def test_cell_key_includes_generator():
     assert a.key != b.key and a.split_key == b.split_key
     assert a.key == Cell("d", "adbench", "standard", 0.05, 1, "xgboost").key
     assert a.as_dict()["generator"] == "none"
+
+
+def test_cvae_and_rl_are_rewarded_against_the_detector(app, two_sets, tmp_path):
+    out = tmp_path / "latent.sqlite"
+    tiny = {"episodes": 1, "cvae_epochs": 2, "num_envs": 4, "horizon": 2, "latent_dim": 2}
+    params = []
+    for gen in ("cvae", "rl"):
+        params += [x for k, v in tiny.items() for x in ("--param", f"gen.{gen}.{k}={v}")]
+    params += ["--param", "gen.rl.ppo_iterations=1", "--param", "gen.rl.estimator=default"]
+    res = CliRunner().invoke(app, [
+        "bench", "--datasets", two_sets[1], "--seeds", "1", "--labeled-ratio", "0.2",
+        "--models", "xgboost", "--param", "xgboost.n_estimators=5", "--generators",
+        "none,cvae,rl", *params, "--jobs", "0", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    df = _frame(out)
+    assert (df["status"] == "ok").all(), df["error"].tolist()
+    assert df["split_hash"].nunique() == 1
+    info = {g.split("{")[0]: json.loads(e)["generator"] if isinstance(e, str) else None
+            for g, e in zip(df["generator"], df["extra"], strict=True)}
+    assert info["none"] is None
+    assert info["cvae"]["reward_against"] == "the cell's detector, fitted on the real rows"
+    assert info["rl"]["reward_against"] == "the generator's default estimator"
+    assert info["rl"]["params"]["estimator"] == "default"
+    for gen in ("cvae", "rl"):
+        assert info[gen]["n_generated"] > 0 and info[gen]["sample_weight"] == "passed to fit"

@@ -11,6 +11,11 @@ key. How a generator reaches a model depends on the model:
   :mod:`swifthydra.generators` (``X_res, y_res = gen.fit_resample(X_train, y_train)``), with
   ``sample_weight=gen.sample_weight_`` when its ``fit`` accepts ``sample_weight`` (else
   unweighted; the row's ``extra`` says which). Generation time counts in the fit time;
+* the generators that reward candidates against a detector (``cvae``, ``rl``: their
+  ``estimator`` parameter) are rewarded against *the detector they augment*: a copy of the
+  cell's model fitted on the real training rows (its fit counts in the cell's fit time).
+  ``--param gen.rl.estimator=default`` uses the generator's own default estimator instead;
+* generators that take ``n_jobs`` get the cell's thread count;
 * unsupervised models never see labels: their cells with a generator other than ``none`` are
   stored as ``skipped`` (not applicable), not run again under another name.
 
@@ -194,18 +199,93 @@ def accepts_sample_weight(fit: Any) -> bool:
         p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def _base_estimator():
+    from sklearn.base import BaseEstimator
+
+    return BaseEstimator
+
+
+class FittedDetector(_base_estimator()):
+    """A fitted benchmark detector as a generator's ``estimator`` (``W(x)`` from its scores).
+
+    Marked fitted (``__sklearn_is_fitted__``) so the generator neither clones nor refits it;
+    ``decision_function`` is the detector's score (the generator takes its logistic function).
+    """
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def fit(self, X, y=None):  # pragma: no cover - never called: it is fitted
+        raise RuntimeError("FittedDetector wraps a detector that is fitted already.")
+
+    def decision_function(self, X):
+        return np.asarray(self.detector.decision_function(X), dtype=np.float64)
+
+
+class FittedClassifier(FittedDetector):
+    """:class:`FittedDetector` of a classifier: ``W(x)`` is its probability of class 1."""
+
+    def predict_proba(self, X):
+        return self.detector.classifier.predict_proba(X)
+
+    @property
+    def classes_(self):
+        return getattr(self.detector.classifier, "classes_", [0, 1])
+
+
+def _generator_init_params(name: str) -> set[str]:
+    from swifthydra.generators import GENERATORS
+
+    try:
+        return set(inspect.signature(GENERATORS[name].__init__).parameters)
+    except (KeyError, TypeError, ValueError):
+        return set()
+
+
 def fit_augmented(estimator: Any, X, y, name: str, params: Mapping[str, Any] | None,
-                  seed: int) -> tuple[Any, dict[str, Any]]:
+                  seed: int, *, make_detector: Any = None,
+                  threads: int = 1) -> tuple[Any, dict[str, Any]]:
     """Augment ``(X, y)`` with generator ``name`` and fit ``estimator`` on the result.
+
+    ``make_detector()`` returns a new unfitted copy of the cell's detector: generators with an
+    ``estimator`` parameter are rewarded against it, fitted on ``(X, y)`` (unless
+    ``params["estimator"] == "default"``).
 
     Returns the fitted generator and what to record in the row's ``extra``: the generator,
     its parameters, how many rows it generated, their mean weight, whether the weights reached
-    ``fit`` and the generation seconds (part of the cell's fit time, which the caller measures).
+    ``fit``, what the generator's reward was computed against and the generation seconds (part
+    of the cell's fit time, which the caller measures).
     """
     from swifthydra.generators import make_generator
 
     t0 = time.perf_counter()
-    gen = make_generator(name, random_state=int(seed), **dict(params or {}))
+    kwargs = dict(params or {})
+    accepted = _generator_init_params(name)
+    reward_against = None
+    if "estimator" in accepted:
+        choice = kwargs.pop("estimator", "detector")
+        if choice == "detector":
+            if make_detector is None:
+                raise InvalidInputError(f"generator {name!r} needs the cell's detector.")
+            det = make_detector()
+            det.fit(X, y)
+            wrap = FittedClassifier if hasattr(getattr(det, "classifier", None),
+                                               "predict_proba") else FittedDetector
+            kwargs["estimator"] = wrap(det)
+            reward_against = "the cell's detector, fitted on the real rows"
+        elif choice in ("default", None):
+            reward_against = "the generator's default estimator"
+        else:
+            raise InvalidInputError(
+                f"gen.{name}.estimator must be 'detector' (the cell's model) or 'default', "
+                f"got {choice!r}."
+            )
+    if "n_jobs" in accepted and "n_jobs" not in kwargs:
+        kwargs["n_jobs"] = max(1, int(threads))
+    gen = make_generator(name, random_state=int(seed), **kwargs)
     X_res, y_res = gen.fit_resample(X, y)
     generate_s = time.perf_counter() - t0
     weights = np.asarray(gen.sample_weight_, dtype=np.float64).reshape(-1)
@@ -228,6 +308,8 @@ def fit_augmented(estimator: Any, X, y, name: str, params: Mapping[str, Any] | N
         "sample_weight": "passed to fit" if weighted else "not used: fit has no sample_weight",
         "generate_seconds": generate_s,
     }
+    if reward_against is not None:
+        info["reward_against"] = reward_against
     return gen, info
 
 
@@ -248,6 +330,11 @@ def warm_up_generator(name: str, params: Mapping[str, Any] | None, n_features: i
     try:
         from swifthydra.generators import make_generator
 
-        make_generator(name, random_state=0, **dict(params or {})).fit_resample(X, y)
+        kwargs = {k: v for k, v in dict(params or {}).items() if k != "estimator"}
+        accepted = _generator_init_params(name)
+        for key in ("episodes", "cvae_epochs", "ppo_iterations"):  # imports, not a real run
+            if key in accepted:
+                kwargs[key] = 1
+        make_generator(name, random_state=0, **kwargs).fit_resample(X, y)
     except Exception:  # the real cell reports it
         pass

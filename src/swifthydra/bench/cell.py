@@ -349,7 +349,9 @@ def execute_cell(task: dict[str, Any]) -> dict[str, Any]:
                 from swifthydra.bench.augment import fit_augmented
 
                 sampler_obj, extra["generator"] = fit_augmented(
-                    estimator, X_train, y_train, gen_name, gen_params, int(cell["seed"]))
+                    estimator, X_train, y_train, gen_name, gen_params, int(cell["seed"]),
+                    make_detector=lambda: spec.build(cell["seed"], threads, params),
+                    threads=threads)
             elif spec.uses_labels:
                 estimator.fit(X_train, y_train)
             else:
