@@ -155,3 +155,48 @@ def test_progress_bar_tracks_stages_and_episodes():
     assert (episodes.completed, episodes.total) == (1, 2)
     bar.close()
     assert bar._progress is None
+
+
+def test_swift_hydra_reports_episodes_and_the_stages_inside_them(data):
+    from _presets import MICRO
+
+    from swifthydra import SwiftHydra
+    from swifthydra.callbacks import PPO
+
+    X, y = data
+    rec = Recorder()
+    est = SwiftHydra(**MICRO, random_state=0).fit(X, y, callbacks=[rec])
+    kinds = [e[0] for e in rec.events]
+    episode_events = [e for e in rec.events if e[0].startswith("episode")]
+    total = 1 + MICRO["episodes"]
+    assert episode_events[0] == ("episode_begin", 0, total)
+    ends = [e for e in episode_events if e[0] == "episode_end"]
+    assert [e[1] for e in ends] == list(range(len(est.history_)))
+    assert [e[3] for e in ends] == est.history_  # the rows of history_ themselves
+    # every stage that begins also ends, in order, and nothing reports outside a stage
+    open_stage = None
+    for e in rec.events:
+        if e[0] == "begin":
+            assert open_stage is None
+            open_stage = e[1]
+        elif e[0] == "epoch":
+            assert e[1] == open_stage
+        elif e[0] == "end":
+            assert e[1] == open_stage
+            open_stage = None
+    stages = [e[1] for e in rec.events if e[0] == "begin"]
+    assert stages[:2] == [DETECTOR, CVAE]
+    assert {PPO, DETECTOR_FINETUNE, CVAE_FINETUNE, MOME} <= set(stages)
+    assert kinds[-1] == "end" and stages[-1] == MOME  # the mixture of experts is trained last
+
+
+def test_swift_hydra_verbose_2_prints_one_line_per_episode(data, capsys):
+    from _presets import MICRO
+
+    from swifthydra import SwiftHydra
+
+    X, y = data
+    est = SwiftHydra(**MICRO, random_state=0, verbose=2).fit(X, y)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[swifthydra]")]
+    assert len(lines) == len(est.history_)
+    assert lines[0].startswith("[swifthydra] episode=0 ")

@@ -123,12 +123,21 @@ def _fmt(record: Mapping[str, Any], keys: Iterable[str] | None = None) -> str:
 
 class PrintLog(Callback):
     """Print one line per epoch (``epochs=True``) and per episode to ``stream`` (standard output
-    by default): what ``verbose`` prints."""
+    by default): what ``verbose`` prints. ``episode_keys`` picks the numbers of an episode's line
+    (default: all of them)."""
 
-    def __init__(self, stream: TextIO | None = None, *, epochs: bool = True, episodes: bool = True) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        epochs: bool = True,
+        episodes: bool = True,
+        episode_keys: Iterable[str] | None = None,
+    ) -> None:
         self.stream = stream
         self.epochs = epochs
         self.episodes = episodes
+        self.episode_keys = None if episode_keys is None else tuple(episode_keys)
 
     def _print(self, line: str) -> None:
         print(line, file=self.stream or sys.stdout, flush=True)
@@ -139,7 +148,7 @@ class PrintLog(Callback):
 
     def on_episode_end(self, episode, total, record):
         if self.episodes:
-            self._print("[swifthydra] " + _fmt(record))
+            self._print("[swifthydra] " + _fmt(record, self.episode_keys))
 
 
 class EpisodeLog(Callback):

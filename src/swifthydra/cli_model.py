@@ -13,9 +13,7 @@ libraries are imported inside the commands.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import io
 import os
 import sys
 import tempfile
@@ -275,92 +273,6 @@ def _output_kind(out: Path) -> str:
     return kind
 
 
-class _FitProgress(io.TextIOBase):
-    """Turns the per-epoch and per-episode lines the models print (``verbose``) into a progress
-    bar on standard error (a TTY), or into one log line per episode otherwise."""
-
-    def __init__(self, total_episodes: int, stream) -> None:
-        super().__init__()
-        self.total = total_episodes
-        self.stream = stream
-        self.buffer = ""
-        self.epochs = 0
-        self.episodes_done = 0
-        self.stage = "episode 0: detector"
-        self.mome_announced = False
-        self.bar = None
-        if stream.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=Console(file=stream), transient=True,
-            )
-            self.episode_task = self.bar.add_task("episodes", total=total_episodes)
-            self.epoch_task = self.bar.add_task(f"epochs ({self.stage})", total=None)
-            self.bar.start()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self.buffer += text
-        while "\n" in self.buffer:
-            line, self.buffer = self.buffer.split("\n", 1)
-            self._line(line.strip())
-        return len(text)
-
-    def _line(self, line: str) -> None:
-        if line.startswith("epoch="):
-            self.epochs += 1
-            if "train_balance=" in line and not self.mome_announced:  # MoME's training epochs
-                self.mome_announced = True
-                self.stage = "mixture of experts"
-                if self.bar is None:
-                    self._log("training the mixture of experts ...")
-            if self.bar is not None:
-                self.bar.update(self.epoch_task, advance=1, description=f"epochs ({self.stage})")
-        elif line.startswith("[swifthydra] episode="):
-            self.episodes_done += 1
-            fields = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
-            episode = int(fields.get("episode", self.episodes_done - 1))
-            self.stage = f"episode {episode + 1}: generation and fine-tuning"
-            if self.bar is not None:
-                self.bar.update(self.episode_task, completed=self.episodes_done)
-                self.bar.update(self.epoch_task, description=f"epochs ({self.stage})")
-            else:
-                extra = " ".join(f"{k}={fields[k]}" for k in ("kept", "generated_total", "val_auc") if k in fields)
-                self._log(
-                    f"episode {episode}/{self.total - 1} done ({self.epochs} epochs so far) {extra} "
-                    f"[{fields.get('seconds', '?')} s]"
-                )
-        elif line:
-            self._log(line)
-
-    def _log(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(message, markup=False, highlight=False)
-        else:
-            print(message, file=self.stream, flush=True)
-
-    def close(self) -> None:
-        if self.buffer.strip():
-            self._line(self.buffer.strip())
-        self.buffer = ""
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-        super().close()
-
-
-# -------------------------------------------------------------------------------------- fit
 def fit(
     data: Annotated[Path, typer.Argument(help="Training table: .csv, .tsv or .parquet with a header row.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
@@ -388,6 +300,7 @@ def fit(
     """Fit Swift Hydra on a CSV or Parquet table and save the model with its preprocessing."""
     import numpy as np
 
+    from swifthydra.callbacks import EpisodeLog, ProgressBar
     from swifthydra.datasets.table import _MAX_CATEGORIES, read_table
     from swifthydra.demo import QUICK_PARAMS
     from swifthydra.hydra import SwiftHydra
@@ -443,26 +356,14 @@ def fit(
     params: dict[str, Any] = dict(QUICK_PARAMS["swifthydra"]) if quick else {}
     if episodes is not None:
         params["episodes"] = episodes
-    # The models' verbose lines (one per epoch and per episode) drive the progress display.
-    loud = {
-        "detector_params": {**params.get("detector_params", {}), "verbose": True},
-        "mome_params": {**params.get("mome_params", {}), "verbose": True},
-    }
-    est = SwiftHydra(contamination=contamination, random_state=seed, n_jobs=threads, verbose=2, **{**params, **loud})
-    total = 1 + (est.episodes if est.generator != "none" else 0)
-    progress = _FitProgress(total, sys.stderr)
+    est = SwiftHydra(contamination=contamination, random_state=seed, n_jobs=threads, **params)
+    # progress bars on a terminal, one line per stage and episode otherwise (logs, pipes)
+    progress = ProgressBar(sys.stderr) if sys.stderr.isatty() else EpisodeLog(sys.stderr)
     try:
-        with contextlib.redirect_stdout(progress):
-            est.fit(X, y)
+        est.fit(X, y, callbacks=[progress])
     finally:
-        progress.close()
-    # The saved model is quiet, with the parameters as the user chose them.
-    est.set_params(
-        verbose=0, detector_params=params.get("detector_params"), mome_params=params.get("mome_params")
-    )
-    for detector in (est.detector_, est.mome_):
-        if detector is not None:
-            detector.set_params(verbose=False)
+        if isinstance(progress, ProgressBar):
+            progress.close()
     fit_seconds = time.perf_counter() - t0
     state = {
         "format": PREPROCESSING_FORMAT,

@@ -1,4 +1,4 @@
-"""SwiftHydra: the estimator that runs the self-reinforcing loop (DESIGN.md §1.1-1.2).
+"""SwiftHydra: the estimator that runs the self-reinforcing loop (docs/design.md §1).
 
 Training, for rows ``X`` with weak labels ``y`` (1 = known anomaly, 0 = unlabeled):
 
@@ -121,7 +121,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         Input preparation after standardisation: ``"auto"`` applies a Yeo-Johnson power transform
         to heavily skewed columns (``|skewness| > 2``, more than two distinct values), which
         neural detectors need and trees do not; ``"yeo-johnson"`` to every non-binary column;
-        ``"standard"`` only standardises. See :mod:`swifthydra._power`.
+        ``"standard"`` only standardises. See :mod:`swifthydra._power` and docs/design.md §2.2.
     latent_dim : int, default=16
         Latent size of the C-VAE.
     cvae_epochs : int, default=60
@@ -151,9 +151,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         known anomalies. With fewer, every episode runs on all rows and the last one is kept.
     min_validation_anomalies : int, default=25
         Known anomalies needed for the held-out selection. A held-out set of a handful of
-        anomalies ranks episodes by noise: measured on ADBench (5 % labels), selecting on 3-4
-        held-out anomalies cost 0.2 AUC-ROC on a Cardiotocography split, while on datasets with
-        50+ labels it kept harmful episodes out (SpamBase).
+        anomalies ranks episodes by noise (the measurement: docs/design.md §8.4).
     patience : int, default=2
         Episodes without a better validation AUC before the loop stops.
     contamination : float, default=0.1
@@ -333,12 +331,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             return float("nan")
         return float(roc_auc_score(y, s))
 
-    def _log(self, message: str) -> None:
-        if self.verbose >= 2:
-            print(message, flush=True)
-
     # ---------------------------------------------------------------------------------- fit
-    def fit(self, X: Any, y: Any = None) -> SwiftHydra:
+    def fit(self, X: Any, y: Any = None, *, callbacks: Any = None) -> SwiftHydra:
         """Run the self-reinforcing loop and train the inference model.
 
         Parameters
@@ -347,6 +341,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         y : array-like of shape (n_samples,), optional
             1 = known anomaly, 0 = unlabeled. ``None`` or all zeros: unsupervised, with
             pseudo-labels.
+        callbacks : Callback or list of Callback, optional
+            Told of every episode and of every model's epochs (:mod:`swifthydra.callbacks`);
+            ``verbose`` adds a progress bar (1) or one printed line per episode (2).
 
         Returns
         -------
@@ -360,13 +357,21 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         check_params_keys("mome_params", self.mome_params, MoME)
         names = frame_feature_names(X)  # a DataFrame's column names, when all are strings
         vars(self).pop("feature_names_in_", None)
-        with torch_threads(self.n_jobs):
-            self._fit(X, y)
+        from swifthydra.callbacks import PrintLog, ProgressBar, as_callback_list
+
+        bar = ProgressBar() if self.verbose == 1 else None
+        cb = as_callback_list(callbacks, bar, PrintLog(epochs=False, episode_keys=_ROW_KEYS) if self.verbose >= 2 else None)
+        try:
+            with torch_threads(self.n_jobs):
+                self._fit(X, y, cb)
+        finally:
+            if bar is not None:
+                bar.close()
         if names is not None:
             self.feature_names_in_ = names
         return self
 
-    def _fit(self, X: Any, y: Any) -> SwiftHydra:
+    def _fit(self, X: Any, y: Any, cb) -> SwiftHydra:
         from swifthydra.generative import CVAE
         from swifthydra.pseudo import pseudo_labels
 
@@ -409,19 +414,20 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         X_val, y_val = Xs[val_idx], y[val_idx]
         anchors = X_tr[y_tr == 1]
 
-        progress = _Progress(self.verbose == 1, total=1 + (0 if self.generator == "none" else self.episodes))
+        total = 1 + (0 if self.generator == "none" else self.episodes)
+        cb.on_episode_begin(0, total)
         t0 = time.perf_counter()
         self.history_ = []
         with _stage("episode 0 (training the large detector)"):
             # the held-out rows also stop the detector's training early, so all of X_tr trains it
             eval_set = (X_val, y_val) if len(val_idx) else None
-            self.detector_ = self._make_detector(seed).fit(X_tr, y_tr, eval_set=eval_set)
+            self.detector_ = self._make_detector(seed).fit(X_tr, y_tr, eval_set=eval_set, callbacks=cb)
         self.cvae_ = None
         if self.generator in _LATENT_GENERATORS:
             with _stage("episode 0 (training the C-VAE)"):
                 self.cvae_ = CVAE(
                     latent_dim=self.latent_dim, epochs=self.cvae_epochs, random_state=seed, device=self.device
-                ).fit(X_tr, y_tr)
+                ).fit(X_tr, y_tr, callbacks=cb)
         val_auc = self._auc(y_val, self.detector_.decision_function(X_val)) if len(val_idx) else float("nan")
         self.history_.append(
             {
@@ -436,15 +442,13 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
                 "seconds": time.perf_counter() - t0,
             }
         )
-        self._log(_format_row(self.history_[-1]))
-        progress.advance()
+        cb.on_episode_end(0, total, self.history_[-1])
 
         generated = np.empty((0, X.shape[1]), dtype=np.float32)
         self.policy_ = None
         self.best_episode_ = 0  # a fitted attribute after every fit, also with no episode to run
         if self.generator != "none" and self.episodes > 0:
-            generated = self._self_reinforce(X_tr, y_tr, X_val, y_val, anchors, seed, progress)
-        progress.close()
+            generated = self._self_reinforce(X_tr, y_tr, X_val, y_val, anchors, seed, cb)
         self.generated_ = self._unscale(generated)
         self._anchors = anchors
 
@@ -455,7 +459,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             teacher = self.detector_.decision_function(X_comb) if self.distill else None
             t1 = time.perf_counter()
             with _stage("inference model (training the mixture of experts after the last episode)"):
-                self.mome_ = self._make_mome(seed).fit(X_comb, y_comb, sample_weight=w_comb, teacher_scores=teacher)
+                self.mome_ = self._make_mome(seed).fit(
+                    X_comb, y_comb, sample_weight=w_comb, teacher_scores=teacher, callbacks=cb
+                )
             self.mome_seconds_ = time.perf_counter() - t1
         self.fit_seconds_ = time.perf_counter() - t0
         self.decision_scores_ = self._score_scaled(Xs)
@@ -479,7 +485,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         p = self.detector_.predict_proba(x.detach().to("cpu", torch.float32).numpy())[:, 1]
         return torch.as_tensor(p, dtype=torch.float32, device=x.device)
 
-    def _self_reinforce(self, X_tr, y_tr, X_val, y_val, anchors, seed, progress) -> np.ndarray:
+    def _self_reinforce(self, X_tr, y_tr, X_val, y_val, anchors, seed, cb) -> np.ndarray:
         from swifthydra.generators._core import LatentProposer, default_top_l, make_reward, select
         from swifthydra.rl.reward import kl_entropy
 
@@ -499,6 +505,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self.best_episode_ = 0
         stall = 0
         for e in range(1, self.episodes + 1):
+            cb.on_episode_begin(e, 1 + self.episodes)
             t0 = time.perf_counter()
             anomaly_set = np.vstack([anchors, generated])
             reward.update(anomalies=torch.from_numpy(anomaly_set), detector=self._detector_probability, episode=e)
@@ -507,7 +514,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             with _stage(f"episode {e} ({what})"):
                 cand, ppo_stats = proposer.propose(
                     cvae=self.cvae_, anchors=anchors, reward=reward, bounds=bounds, episode=e, seed=seed,
-                    unlabeled=normals,
+                    unlabeled=normals, callbacks=cb,
                 )
             self.policy_ = proposer.policy
             kept, keep, terms = select(reward, cand, top_l)
@@ -515,10 +522,12 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             X_comb, y_comb, w_comb = self._combined(X_tr, y_tr, generated)
             if self.finetune_epochs > 0:
                 with _stage(f"episode {e} (fine-tuning the large detector)"):
-                    self.detector_.partial_fit(X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs))
+                    self.detector_.partial_fit(
+                        X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs), callbacks=cb
+                    )
                 if self.cvae_ is not None:  # "mixup" and "nngmix" have no C-VAE
                     with _stage(f"episode {e} (fine-tuning the C-VAE)"):
-                        self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs))
+                        self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs), callbacks=cb)
             val_auc = self._auc(y_val, self.detector_.decision_function(X_val)) if len(y_val) else float("nan")
             sel = keep.detach().cpu()
             row = {
@@ -541,8 +550,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
                 **ppo_stats,
             }
             self.history_.append(row)
-            self._log(_format_row(row))
-            progress.advance()
+            cb.on_episode_end(e, 1 + self.episodes, row)
             if not math.isnan(val_auc):
                 if math.isnan(best_auc) or val_auc > best_auc + 1e-4:
                     best_auc, best_state, self.best_episode_, stall = val_auc, (self.detector_.state_dict(), generated), e, 0
@@ -770,25 +778,6 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------------- small helpers
-class _Progress:
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.bar = None
-        if enabled:
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True)
-            self.task = self.bar.add_task("Swift Hydra episodes", total=total)
-            self.bar.start()
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.task)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _mean(t: torch.Tensor) -> float:
     t = t[torch.isfinite(t)]
     return float(t.mean()) if t.numel() else float("nan")
@@ -809,11 +798,5 @@ def _safe(fn, *args) -> float:
     return value if math.isfinite(value) else float("nan")
 
 
-def _format_row(row: dict) -> str:
-    keys = ("episode", "kept", "generated_total", "reward_mean_kept", "detector_loss", "val_auc", "seconds")
-    parts = []
-    for k in keys:
-        if k in row:
-            v = row[k]
-            parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
-    return "[swifthydra] " + " ".join(parts)
+# the numbers of an episode's line with verbose=2
+_ROW_KEYS = ("episode", "kept", "generated_total", "reward_mean_kept", "detector_loss", "val_auc", "seconds")
