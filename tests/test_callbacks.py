@@ -159,7 +159,6 @@ def test_progress_bar_tracks_stages_and_episodes():
 
 def test_swift_hydra_reports_episodes_and_the_stages_inside_them(data):
     from _presets import MICRO
-
     from swifthydra import SwiftHydra
     from swifthydra.callbacks import PPO
 
@@ -192,7 +191,6 @@ def test_swift_hydra_reports_episodes_and_the_stages_inside_them(data):
 
 def test_swift_hydra_verbose_2_prints_one_line_per_episode(data, capsys):
     from _presets import MICRO
-
     from swifthydra import SwiftHydra
 
     X, y = data
