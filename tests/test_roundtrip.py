@@ -267,6 +267,27 @@ def test_fit_refuses_to_save_a_model_that_scores_differently_once_reloaded(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "table.csv"]
 
 
+def test_fit_refuses_a_model_that_cannot_read_its_own_training_table(tmp_path, monkeypatch):
+    """A reloaded preprocessing that has lost a column: the error is the self-check's, naming
+    what `score` would have said, and nothing is saved."""
+    data = _write(_frame(*THE_ISSUE[:1], seed=4, n=60, labelled=False), tmp_path, "csv")
+    original = TablePreprocessor.from_dict.__func__
+
+    def forgetful(cls, state):
+        pre = original(cls, state)
+        pre.input_columns_.remove("x2")
+        pre.numeric_columns_.remove("x2")
+        return pre
+
+    monkeypatch.setattr(TablePreprocessor, "from_dict", classmethod(forgetful))
+    result = _fit(data, tmp_path / "model", False)
+    assert result.exit_code == 2, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("error: self-check failed: the saved model cannot score its own training table")
+    assert "unexpected columns ['x2']" in error and "is a bug in swifthydra" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+
+
 def test_save_with_a_failing_verify_keeps_the_old_model(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 3))

@@ -36,25 +36,9 @@ def _fail(what: str, target: Path, replacing: bool) -> SelfCheckError:
     )
 
 
-def check_saved_model(
-    tmp_dir: Path,
-    est,
-    X_train: np.ndarray,
-    data: Path,
-    *,
-    target: Path,
-    replacing: bool,
-    sample: int = SAMPLE_ROWS,
-    seed: int = 0,
-    chunk_rows: int = 100_000,
-) -> dict:
-    """Reload ``tmp_dir`` and compare its scores of ``sample`` training rows with ``est``'s.
-
-    ``X_train`` are the features the model in memory was fitted on, one row per data row of
-    ``data`` (the training table); ``target`` and ``replacing`` only word the error. Returns
-    ``{"rows": rows compared, "max_difference": largest |score difference|}``; raises
-    :class:`SelfCheckError` naming what differs.
-    """
+def _reread(tmp_dir, est, X_train, data, target, replacing, sample, seed, chunk_rows):
+    """Load ``tmp_dir``, read ``sample`` rows of ``data`` back through its preprocessing as
+    ``score`` does and score them: ``(state, rows, features, scores)``."""
     from swifthydra.cli_model import _table_chunks, read_table_state
     from swifthydra.datasets.table import table_columns
     from swifthydra.hydra import SwiftHydra
@@ -84,8 +68,36 @@ def check_saved_model(
             seen = start + len(chunk)
     if seen != n:
         raise _fail(f"{data} reads as {seen} data rows when scored but training used {n}", target, replacing)
+    return state, rows, X_back, back.decision_function(X_back)
+
+
+def check_saved_model(
+    tmp_dir: Path,
+    est,
+    X_train: np.ndarray,
+    data: Path,
+    *,
+    target: Path,
+    replacing: bool,
+    sample: int = SAMPLE_ROWS,
+    seed: int = 0,
+    chunk_rows: int = 100_000,
+) -> dict:
+    """Reload ``tmp_dir`` and compare its scores of ``sample`` training rows with ``est``'s.
+
+    ``X_train`` are the features the model in memory was fitted on, one row per data row of
+    ``data`` (the training table); ``target`` and ``replacing`` only word the error. Returns
+    ``{"rows": rows compared, "max_difference": largest |score difference|}``; raises
+    :class:`SelfCheckError` naming what differs.
+    """
+    try:
+        state, rows, X_back, got = _reread(tmp_dir, est, X_train, data, target, replacing, sample, seed, chunk_rows)
+    except SelfCheckError:
+        raise
+    except SwiftHydraError as exc:  # what `score` would say to the user of the new model
+        raise _fail(f"the saved model cannot score its own training table as `swifthydra score` would ({exc})",
+                    target, replacing) from None
     mem = est.decision_function(X_train[rows])
-    got = back.decision_function(X_back)
     diff = np.abs(got - mem)
     bad = ~np.isclose(got, mem, rtol=RTOL, atol=ATOL)
     # the features themselves: equal up to float parsing (a feature the network ignores still counts)
