@@ -484,9 +484,10 @@ def score(
     contamination = float(est.contamination)
     warnings = []
     if n_bad:
-        what = ("were left out of the output" if on_bad_rows == "skip"
-                else "have an empty score, is_anomaly and probability")
-        warnings.append(f"{n_bad} rows with a bad value {what}; the first: {first_bad}")
+        one = n_bad == 1
+        what = (f"{'was' if one else 'were'} left out of the output" if on_bad_rows == "skip"
+                else f"{'has' if one else 'have'} an empty score, is_anomaly and probability")
+        warnings.append(f"{n_bad} row{'' if one else 's'} with a bad value {what}; the first: {first_bad}")
     if n_scored * contamination >= 10 and not contamination / 3 <= share <= 3 * contamination:
         warnings.append(
             f"{share:.1%} of the rows scored are above the threshold, far from the {contamination:.1%} the model "
@@ -511,7 +512,7 @@ def score(
         f"{seconds:.1f} s ({n_rows / max(seconds, 1e-9):,.0f} rows/s); "
         + (f"values outside the training range: {', '.join(f'{c} {k}' for c, k in shown.items())}" if shown
            else "no value outside the training range")
-        + (f"; {n_bad} rows with bad values {'left out' if on_bad_rows == 'skip' else 'without a score'}"
+        + (f"; {n_bad} row{'' if n_bad == 1 else 's'} with bad values {'left out' if on_bad_rows == 'skip' else 'without a score'}"
            if n_bad else "")
     )
 

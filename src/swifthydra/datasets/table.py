@@ -740,7 +740,7 @@ class TablePreprocessor:
                 raise InvalidInputError(
                     f"{what}"
                     + (f", and {more} more row{'s' if more > 1 else ''} with bad values" if more > 0 else "")
-                    + ": clean the data, or pass --on-bad-rows skip|nan (on_bad_rows=) to leave such rows out "
+                    + ": clean the data, or pass --on-bad-rows skip|nan (on_bad_rows= in Python) to leave such rows out "
                     "or give them an empty score."
                 )
             X[bad] = self.baseline_()
@@ -872,7 +872,7 @@ def labels_from_column(values, positive_label: str | None = None, *, column: str
     text = text.mask(text == "")
     as_str = text.str.lower()
     present = text.dropna()
-    hint = "pass --positive-label VALUE (read_table(positive_label=...)) with the value that marks known anomalies"
+    hint = "pass --positive-label VALUE (positive_label= in Python) with the value that marks known anomalies"
     if positive_label is not None:
         target = str(positive_label).strip()
         positive = (as_str == target.lower()).fillna(False).to_numpy(dtype=bool)
