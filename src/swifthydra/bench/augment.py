@@ -147,8 +147,10 @@ def display_label(label: str) -> str:
     return f"{name}[{','.join(f'{k}={v}' for k, v in params.items())}]"
 
 
-def check_samplers(names: Iterable[str]) -> None:
-    """Make sure :mod:`swifthydra.generators` provides every sampler in ``names`` (not ``none``)."""
+def check_samplers(names: Iterable[str],
+                   params: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Make sure :mod:`swifthydra.generators` provides every sampler in ``names`` (not ``none``)
+    and that each takes the parameters given for it (before any cell runs)."""
     wanted = [n for n in names if n != "none"]
     if not wanted:
         return
@@ -165,6 +167,17 @@ def check_samplers(names: Iterable[str]) -> None:
             f"swifthydra.generators has no generator {missing[0]!r} (it has "
             f"{', '.join(map(str, GENERATORS))})."
         )
+    for name in wanted:
+        given = dict((params or {}).get(name) or {})
+        if "random_state" in given:
+            raise InvalidInputError(f"gen.{name}.random_state is the cell's seed: use --seeds.")
+        accepted = _generator_init_params(name) - {"self", "random_state"}
+        bad = [k for k in given if k not in accepted]
+        if bad and accepted:
+            raise InvalidInputError(
+                f"generator {name!r} has no parameter {bad[0]!r} (it takes "
+                f"{', '.join(sorted(accepted))})."
+            )
 
 
 def check_model_generators(spec: Any, names: Iterable[str]) -> None:

@@ -288,7 +288,7 @@ def _model_generator_cells(models, params, generators, generator_params) -> list
                 samplers.update(gens)
             out.extend((model, canonical_config(mparams),
                         augment.generator_label(g, generator_params.get(g))) for g in gens)
-    augment.check_samplers(sorted(samplers))
+    augment.check_samplers(sorted(samplers), generator_params)
     return out
 
 
