@@ -9,7 +9,10 @@ Main entry points
 * :func:`register_model`: add a model to the registry (one decorated factory function);
 * :func:`make_report`: Markdown + HTML report with tables and plots;
 * :func:`export_results`: CSV, Markdown or Parquet export of a results file;
-* :func:`realistic_synthetic`, :func:`synthetic_pool`: ADBench's realistic synthetic anomalies.
+* :func:`realistic_synthetic`, :func:`synthetic_pool`: ADBench's realistic synthetic anomalies;
+* ``--generators`` (:mod:`swifthydra.bench.augment`): detector x generator cells on identical
+  splits; the report then shows each generator's gain over ``none`` per detector
+  (:mod:`swifthydra.bench.gains`).
 
 Command line (``swifthydra.bench.cli.register`` adds these to the ``swifthydra`` app;
 ``python -m swifthydra.bench`` runs them stand-alone)::
@@ -17,7 +20,8 @@ Command line (``swifthydra.bench.cli.register`` adds these to the ``swifthydra``
     swifthydra bench --datasets cardio,thyroid|all-local|all --labeled-ratio 0 0.01 0.05 0.1 \
         --seeds 1 2 3 --models swifthydra,peers --protocol adbench --data-dir DIR \
         --out RESULTS.sqlite [--jobs N] [--timeout S] [--backend ray --address ADDR] \
-        [--scenario unseen-type] [--param MODEL.KEY=VALUE] [--retry-errors] [--dry-run]
+        [--scenario unseen-type] [--param MODEL.KEY=VALUE] [--retry-errors] [--dry-run] \
+        [--generators none,mixup,nngmix,cvae,rl] [--param gen.NAME.KEY=VALUE]
     swifthydra bench export RESULTS.sqlite --format csv|markdown|parquet [--out FILE]
     swifthydra bench models
     swifthydra report RESULTS.sqlite --out report/
