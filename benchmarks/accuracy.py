@@ -8,8 +8,8 @@ datasets, and the mean fit and scoring times.
 
 Models:
 
-- ``mamba``: :class:`swifthydra.detector.MambaDetector` with default parameters;
-- ``mome``: :class:`swifthydra.detector.MoME` with default parameters, trained on the real
+- ``mamba``: :class:`swifthydra.detectors.MambaDetector` with default parameters;
+- ``mome``: :class:`swifthydra.detectors.MoME` with default parameters, trained on the real
   training data alone;
 - ``mome-distill``: the same MoME also distilled from the ``mamba`` model's training-set logits
   (needs ``mamba`` in ``--models``).
@@ -33,7 +33,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from swifthydra.datasets import adbench_split, load_adbench
-from swifthydra.detector import MambaDetector, MoME
+from swifthydra.detectors import MambaDetector, MoME
 
 DEFAULT_DATASETS = ["annthyroid", "Cardiotocography", "pendigits", "satimage-2", "thyroid"]
 MODELS = ("mamba", "mome", "mome-distill")

@@ -18,7 +18,7 @@ import numpy as np
 
 
 def epoch_seconds(repeat: int) -> float:
-    from swifthydra.detector import MambaDetector
+    from swifthydra.detectors import MambaDetector
 
     rng = np.random.RandomState(0)
     X = rng.randn(8000, 9).astype(np.float32)

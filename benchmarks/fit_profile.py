@@ -31,9 +31,9 @@ import numpy as np
 # (row label, module, attribute path): the stages of a fit, as the code names them
 STAGES = [
     ("pseudo-labels (IForest+ECOD, no labels only)", "swifthydra.pseudo", "pseudo_labels"),
-    ("detector: training epochs", "swifthydra.detector", "MambaDetector.fit"),
-    ("detector: fine-tuning", "swifthydra.detector", "MambaDetector.partial_fit"),
-    ("detector: scoring (reward W, validation)", "swifthydra.detector", "_NeuralDetector.decision_function"),
+    ("detector: training epochs", "swifthydra.detectors.mamba", "MambaDetector.fit"),
+    ("detector: fine-tuning", "swifthydra.detectors.mamba", "MambaDetector.partial_fit"),
+    ("detector: scoring (reward W, validation)", "swifthydra.detectors.base", "NeuralDetector.decision_function"),
     ("C-VAE: training epochs", "swifthydra.generative.cvae", "CVAE.fit"),
     ("C-VAE: fine-tuning", "swifthydra.generative.cvae", "CVAE.partial_fit"),
     ("PPO: agent updates", "swifthydra.rl.ppo", "train_agent"),
@@ -41,7 +41,7 @@ STAGES = [
     ("reward: terms (k-NN entropy, guard)", "swifthydra.rl.reward", "HydraReward.terms"),
     ("reward: update (k-NN structures)", "swifthydra.rl.reward", "HydraReward.update"),
     ("selection (select_top)", "swifthydra.rl.reward", "select_top"),
-    ("MoME: distillation epochs", "swifthydra.detector", "MoME.fit"),
+    ("MoME: distillation epochs", "swifthydra.detectors.mome", "MoME.fit"),
     ("scoring the training rows", "swifthydra.hydra", "SwiftHydra._score_scaled"),
 ]
 

@@ -40,7 +40,7 @@ def make_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build(name: str, threads: int):
-    from swifthydra.detector import MambaDetector, MoME
+    from swifthydra.detectors import MambaDetector, MoME
 
     common = dict(max_epochs=1, validation_fraction=0.0, random_state=0, device="cpu")
     if name == "MambaDetector":

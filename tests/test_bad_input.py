@@ -52,7 +52,7 @@ from swifthydra import SwiftHydra
 from swifthydra.cli import app
 from swifthydra.datasets import load_adbench, read_table
 from swifthydra.datasets.loader import load_npz
-from swifthydra.detector import MambaDetector, MoME
+from swifthydra.detectors import MambaDetector, MoME
 from swifthydra.exceptions import (
     CorruptFileError,
     DatasetNotAvailableError,

@@ -18,7 +18,7 @@ from swifthydra.callbacks import (
     PrintLog,
     ProgressBar,
 )
-from swifthydra.detector import MambaDetector, MoME
+from swifthydra.detectors import MambaDetector, MoME
 from swifthydra.exceptions import InvalidInputError
 from swifthydra.generative import CVAE as CVAEModel
 

@@ -321,7 +321,7 @@ def test_start_up_imports_only_what_a_command_needs(fitted, tmp_path):
         "from swifthydra.exceptions import NotFittedError\n"
         "import sklearn.exceptions\n"
         "assert issubclass(NotFittedError, sklearn.exceptions.NotFittedError) and swifthydra.NotFittedError is NotFittedError\n"
-        "from swifthydra.detector import MambaDetector, MoME\n"
+        "from swifthydra.detectors import MambaDetector, MoME\n"
         "from swifthydra.io import load_model_dir\n"
         f"meta, tensors = load_model_dir({str(d / 'model')!r})\n"
         "cfg = meta['config']\n"

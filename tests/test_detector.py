@@ -10,7 +10,8 @@ import torch
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from swifthydra.detector import MambaDetector, MoME, resolve_device
+from swifthydra._torch import resolve_device
+from swifthydra.detectors import MambaDetector, MoME
 from swifthydra.exceptions import InvalidInputError, NotFittedError
 
 FAST = dict(max_epochs=4, min_epochs=1, batch_size=64, lr=1e-2, score_batch_size=256)
@@ -259,7 +260,7 @@ def test_feature_tokenizer_and_bidirectional_detector(data):
 
 
 def test_denormal_flushing_is_scoped_to_fit_and_scoring(data):
-    from swifthydra.detector import _denormals_flushed
+    from swifthydra.detectors._training import denormals_flushed as _denormals_flushed
 
     X, weak, Xt, _ = data
     assert not _denormals_flushed()
@@ -333,7 +334,7 @@ def test_bad_eval_set_gets_one_clear_error(data, eval_set, message):
 
 
 def test_balanced_batches_are_half_anomalies_and_cover_every_row():
-    from swifthydra.detector import _balanced_batches
+    from swifthydra.detectors._training import balanced_batches as _balanced_batches
 
     y = np.zeros(100, dtype=int)
     y[[3, 50, 77]] = 1

@@ -43,7 +43,7 @@ from hypothesis.extra import numpy as hnp
 from _presets import MICRO
 from swifthydra import SwiftHydra
 from swifthydra._validation import MAX_ABS_VALUE, check_X, check_y
-from swifthydra.detector import MoME
+from swifthydra.detectors import MoME
 from swifthydra.exceptions import (
     CorruptFileError,
     InvalidInputError,

@@ -164,7 +164,7 @@ def test_the_best_episode_is_the_detector_that_is_kept(monkeypatch):
     and the mixture of experts learns from that detector and that episode's generated rows."""
     import torch
 
-    from swifthydra.detector import MambaDetector, MoME
+    from swifthydra.detectors import MambaDetector, MoME
 
     scripted = iter([0.5, 0.9, 0.6, 0.55])  # episode 0, 1, 2, 3: the first episode is the best
     monkeypatch.setattr(SwiftHydra, "_auc", staticmethod(lambda y, s: next(scripted)))
@@ -198,7 +198,7 @@ def test_the_best_episode_is_the_detector_that_is_kept(monkeypatch):
 def test_few_known_anomalies_run_every_episode_on_all_rows(monkeypatch):
     """Below ``min_validation_anomalies`` nothing is held out: no validation AUC, every episode
     runs, the last one is kept, and the detector sees every labelled anomaly."""
-    from swifthydra.detector import MambaDetector
+    from swifthydra.detectors import MambaDetector
 
     seen = []
     fit = MambaDetector.fit

@@ -129,9 +129,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
     finetune_epochs : int, default=3
         Epochs of fine-tuning the detector and the C-VAE per episode.
     detector_params : dict or None
-        Extra parameters of the large :class:`~swifthydra.detector.MambaDetector`.
+        Extra parameters of the large :class:`~swifthydra.detectors.MambaDetector`.
     mome_params : dict or None
-        Extra parameters of the :class:`~swifthydra.detector.MoME`.
+        Extra parameters of the :class:`~swifthydra.detectors.MoME`.
     n_experts : int or None, default=None
         Experts of the MoME; ``None`` = data-driven (:func:`~swifthydra.nn.moe.choose_num_experts`).
     inference : {"mome", "large"}, default="mome"
@@ -306,7 +306,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return self.power_transform_.inverse_transform(Z.astype(np.float64)) * self.scale_ + self.center_
 
     def _make_detector(self, seed: int):
-        from swifthydra.detector import MambaDetector
+        from swifthydra.detectors import MambaDetector
 
         params = {"contamination": self.contamination, "device": self.device}
         params.update(self.detector_params or {})
@@ -314,7 +314,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return MambaDetector(**params)
 
     def _make_mome(self, seed: int):
-        from swifthydra.detector import MoME
+        from swifthydra.detectors import MoME
 
         params = {
             "contamination": self.contamination,
@@ -350,7 +350,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self
         """
         from swifthydra._validation import check_params_keys, frame_feature_names
-        from swifthydra.detector import MambaDetector, MoME
+        from swifthydra.detectors import MambaDetector, MoME
 
         self._validate_params()
         check_params_keys("detector_params", self.detector_params, MambaDetector)
@@ -407,9 +407,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             and self.episodes > 0
             and self.generator != "none"
         ):
-            from swifthydra.detector import _stratified_split
+            from swifthydra.detectors import stratified_split
 
-            train_idx, val_idx = _stratified_split(y, float(self.validation_fraction), rng)
+            train_idx, val_idx = stratified_split(y, float(self.validation_fraction), rng)
         X_tr, y_tr = Xs[train_idx], y[train_idx]
         X_val, y_val = Xs[val_idx], y[val_idx]
         anchors = X_tr[y_tr == 1]
@@ -704,7 +704,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
     @classmethod
     def load(cls, path, device: str | None = None) -> SwiftHydra:
         """Load a model saved with :meth:`save`. Never executes code from the files."""
-        from swifthydra.detector import MambaDetector, MoME
+        from swifthydra.detectors import MambaDetector, MoME
         from swifthydra.exceptions import ModelFileError
         from swifthydra.generative import CVAE
         from swifthydra.io import load_model_dir

@@ -274,7 +274,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
         return est, generated, w
 
     def _fit(self, X: np.ndarray, y: np.ndarray, seed: int) -> None:
-        from swifthydra.detector import _stratified_split
+        from swifthydra.detectors import stratified_split
         from swifthydra.generative import CVAE
 
         rng = np.random.RandomState(seed)
@@ -285,7 +285,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
             and self.episodes > 0
             and self.generator != "none"
         ):
-            train_idx, val_idx = _stratified_split(y, float(self.validation_fraction), rng)
+            train_idx, val_idx = stratified_split(y, float(self.validation_fraction), rng)
         X_tr, y_tr, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
 
         def val_auc(est) -> float:
