@@ -239,6 +239,18 @@ def test_drift_warning_and_values_outside_the_training_range(fitted, tmp_path):
     assert summary["flagged_share"] == pytest.approx(flagged) and summary["contamination"] == 0.1
     assert len(summary["warnings"]) == 1 and "far from the 10.0%" in summary["warnings"][0]
     assert summary["bad_rows"] == {"policy": "fail", "count": 0, "first": None}
+    # the other way: the 200 least anomalous training rows, none above the threshold (expected: 20)
+    scores = pd.read_csv(tmp_path / "same.csv")
+    calm = df[df["tx_id"].isin(scores.nsmallest(200, "score")["tx_id"])]
+    calm.to_csv(tmp_path / "calm.csv", index=False)
+    result = _score(d, tmp_path / "calm.csv", tmp_path / "c.csv")
+    assert "0 above the threshold (0.00%)" in result.stdout
+    assert "warning: 0.0% of the rows scored are above the threshold, far from the 10.0%" in result.stderr
+    result = _score(d, tmp_path / "calm.csv", tmp_path / "c.csv", "--force", "--chunk-rows", "50")
+    assert result.stderr.count("warning: ") == 1  # once for the file, not per chunk
+    # too few rows to tell (fewer than 10 expected above the threshold): no warning
+    calm.iloc[:90].to_csv(tmp_path / "few.csv", index=False)
+    assert "warning" not in _score(d, tmp_path / "few.csv", tmp_path / "f.csv").stderr
 
 
 # --------------------------------------------------------------------------------- bad rows
