@@ -121,7 +121,7 @@ def _gradient(model, X, baseline, groups, alphas: np.ndarray) -> np.ndarray:
 
     if not (hasattr(model, "center_") and hasattr(model, "detector_")):
         raise InvalidInputError("the gradient methods need a fitted SwiftHydra.")
-    detector = model.mome_ if model.mome_ is not None else model.detector_
+    detector = model.scorer_
     net = detector.model_
     device = next(net.parameters()).device
     z1 = torch.tensor(model._scale(X), device=device)  # (n, F) float32, the rows

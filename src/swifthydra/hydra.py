@@ -38,6 +38,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
 
 from swifthydra._power import PowerGate
+from swifthydra._scoring import contamination_threshold, sigmoid
 from swifthydra._torch import torch_threads
 from swifthydra._validation import check_not_constant, check_X, check_y
 from swifthydra.exceptions import (
@@ -465,7 +466,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             self.mome_seconds_ = time.perf_counter() - t1
         self.fit_seconds_ = time.perf_counter() - t0
         self.decision_scores_ = self._score_scaled(Xs)
-        self.threshold_ = float(np.percentile(self.decision_scores_, 100.0 * (1.0 - float(self.contamination))))
+        self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
 
@@ -570,9 +571,15 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         if not hasattr(self, "detector_"):
             raise NotFittedError("This SwiftHydra is not fitted yet: call fit(X, y) first.")
 
+    @property
+    def scorer_(self):
+        """The network that scores: the mixture of experts, or the large detector when
+        ``inference="large"``."""
+        self._check_fitted()
+        return self.mome_ if self.mome_ is not None else self.detector_
+
     def _score_scaled(self, Xs: np.ndarray) -> np.ndarray:
-        model = self.mome_ if self.mome_ is not None else self.detector_
-        scores = model.decision_function(Xs)
+        scores = self.scorer_.decision_function(Xs)
         if not np.isfinite(scores).all():
             raise SwiftHydraError("the model produced non-finite scores; please report this with the data shape.")
         return scores
@@ -616,7 +623,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         """
         s = self.decision_function(X)
         if method == "sigmoid":
-            p = 1.0 / (1.0 + np.exp(-np.clip(s, -60, 60)))
+            p = sigmoid(s)
         elif method == "linear":
             lo, hi = self.decision_scores_.min(), self.decision_scores_.max()
             p = np.clip((s - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)

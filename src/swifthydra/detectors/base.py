@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from torch import nn
 
+from swifthydra._scoring import contamination_threshold, sigmoid
 from swifthydra._torch import resolve_device
 from swifthydra._validation import check_X, check_y
 from swifthydra.callbacks import CallbackList, PrintLog, as_callback_list
@@ -292,12 +293,7 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
             for epoch in range(1, epochs + 1):
                 net.train()
                 total, parts_sum, count = 0.0, {}, 0
-                if getattr(self, "_balanced_batching", True):
-                    batches = balanced_batches(y_np, bs, rng)
-                else:
-                    perm = rng.permutation(len(y_np))
-                    batches = [perm[i : i + bs] for i in range(0, len(perm), bs)]
-                for b, batch in enumerate(batches, 1):
+                for b, batch in enumerate(balanced_batches(y_np, bs, rng), 1):
                     idx = torch.from_numpy(batch).to(self.device_)
                     tb = None if tt is None else tt[idx]
                     loss, parts = self._loss(net, Xt[idx], yt[idx], wt[idx], tb, train=True)
@@ -370,9 +366,7 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
                 f"{type(self).__name__} training diverged: the scores of the training rows are "
                 f"non-finite after epoch {self.n_epochs_}; lower lr (now {self.lr:g})."
             )
-        self.threshold_ = float(
-            np.percentile(self.decision_scores_, 100.0 * (1.0 - float(self.contamination)))
-        )
+        self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
 
     # -- scoring --------------------------------------------------------------------------------
@@ -438,7 +432,7 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
         -------
         numpy.ndarray of shape (n_samples, 2)
         """
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(X, batch_size)))
+        p = sigmoid(self.decision_function(X, batch_size))
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X: Any, batch_size: int | None = None) -> np.ndarray:

@@ -322,7 +322,9 @@ def anomaly_probability(estimator: Any, X: np.ndarray) -> np.ndarray:
         col = classes.index(1) if 1 in classes else proba.shape[1] - 1
         return proba[:, col].astype(np.float64)
     s = np.asarray(estimator.decision_function(X), dtype=np.float64).reshape(-1)
-    return 1.0 / (1.0 + np.exp(-np.clip(s, -60, 60)))
+    from swifthydra._scoring import sigmoid
+
+    return sigmoid(s)
 
 
 def _is_fitted(estimator: Any) -> bool:
