@@ -138,9 +138,9 @@ def load_table_model(model_dir: Path, *, need_preprocessing: bool = True):
 
 def _probability(scores):
     """``predict_proba(X)[:, 1]`` of SwiftHydra from its scores (sigmoid of the clipped logit)."""
-    import numpy as np
+    from swifthydra._scoring import sigmoid
 
-    return 1.0 / (1.0 + np.exp(-np.clip(scores, -60, 60)))
+    return sigmoid(scores)
 
 
 def _resolve_id_column(columns: list[str], id_column: str | None, state: dict, path: Path) -> str | None:
