@@ -19,7 +19,7 @@ from sklearn.metrics import (
 )
 from typer.testing import CliRunner
 
-import swifthydra.demo
+import swifthydra.presets
 from _presets import MICRO
 from swifthydra.cli import app
 from swifthydra.cli_model import load_table_model
@@ -56,7 +56,7 @@ def _table(n=240, seed=0):
 
 def _fit(data, out, *extra):
     with pytest.MonkeyPatch.context() as mp:  # the --quick preset shrunk to the MICRO network
-        mp.setitem(swifthydra.demo.QUICK_PARAMS, "swifthydra", MICRO)
+        mp.setitem(swifthydra.presets.QUICK_PARAMS, "swifthydra", MICRO)
         result = _invoke("fit", data, "--out", out, "--quick", "--episodes", "0", "--seed", "0", *extra)
     assert result.exit_code == 0, result.output
     return out

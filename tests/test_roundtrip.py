@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import swifthydra.demo
+import swifthydra.presets
 from _presets import MICRO
 from swifthydra import SwiftHydra
 from swifthydra.cli import app
@@ -140,7 +140,7 @@ def _invoke(*args):
 def _fit(data, out, labelled, *extra):
     """``swifthydra fit`` in-process with the MICRO network (the --quick preset swapped for it)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(swifthydra.demo.QUICK_PARAMS, "swifthydra", MICRO)
+        mp.setitem(swifthydra.presets.QUICK_PARAMS, "swifthydra", MICRO)
         result = _invoke("fit", data, "--out", out, "--quick", "--episodes", "0", "--seed", "0",
                          *(["--label-column", LABEL] if labelled else []), *extra)
     return result

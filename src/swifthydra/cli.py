@@ -188,7 +188,8 @@ def demo(
     quick: Annotated[bool, typer.Option(help="A smaller Swift Hydra (fewer episodes and epochs).")] = False,
 ) -> None:
     """Run the main job on a built-in dataset: ADBench split, then detectors side by side."""
-    from swifthydra.demo import QUICK_PARAMS, run_demo
+    from swifthydra.demo import run_demo
+    from swifthydra.presets import QUICK_PARAMS
 
     run_demo(
         dataset=dataset, labeled_ratio=labeled_ratio, seed=seed, protocol=protocol,

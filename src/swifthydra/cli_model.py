@@ -294,7 +294,7 @@ def fit(
     max_rows: Annotated[
         int | None, typer.Option(help="Train on a random sample of this many rows (every labelled anomaly is kept).")
     ] = None,
-    threads: Annotated[int, typer.Option(help="PyTorch threads while fitting (1 is fastest for these small networks).")] = 1,
+    threads: Annotated[int, typer.Option(help="PyTorch threads while fitting (0 = all cores; 1 is fastest for these small networks).")] = 1,
     force: Annotated[bool, typer.Option(help="Replace an existing model directory (only once the new one is complete).")] = False,
 ) -> None:
     """Fit Swift Hydra on a CSV or Parquet table and save the model with its preprocessing."""
@@ -302,16 +302,14 @@ def fit(
 
     from swifthydra.callbacks import EpisodeLog, ProgressBar
     from swifthydra.datasets.table import _MAX_CATEGORIES, read_table
-    from swifthydra.demo import QUICK_PARAMS
     from swifthydra.hydra import SwiftHydra
+    from swifthydra.presets import QUICK_PARAMS
 
     _check_new_model_dir(out, force)
     if episodes is not None and episodes < 0:
         raise InvalidInputError(f"--episodes must be >= 0, got {episodes}.")
     if max_rows is not None and max_rows < 8:
         raise InvalidInputError(f"--max-rows must be at least 8, got {max_rows}.")
-    if threads < 1:
-        raise InvalidInputError(f"--threads must be >= 1, got {threads}.")
     if not 0 < contamination <= 0.5:
         raise InvalidInputError(f"--contamination must be in (0, 0.5], got {contamination}.")
     if label_column is not None and label_column == id_column:
@@ -356,7 +354,7 @@ def fit(
     params: dict[str, Any] = dict(QUICK_PARAMS["swifthydra"]) if quick else {}
     if episodes is not None:
         params["episodes"] = episodes
-    est = SwiftHydra(contamination=contamination, random_state=seed, n_jobs=threads, **params)
+    est = SwiftHydra(contamination=contamination, random_state=seed, n_jobs=_threads(threads), **params)
     # progress bars on a terminal, one line per stage and episode otherwise (logs, pipes)
     progress = ProgressBar(sys.stderr) if sys.stderr.isatty() else EpisodeLog(sys.stderr)
     try:

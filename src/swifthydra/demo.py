@@ -7,20 +7,11 @@ import time
 import numpy as np
 
 from swifthydra.exceptions import SwiftHydraError
+from swifthydra.presets import QUICK_PARAMS  # noqa: F401  (re-exported: the demo's --quick settings)
 
 #: Models of the demo, by benchmark-registry name, with a label for the table.
 DEMO_MODELS = {"swifthydra": "SwiftHydra", "iforest": "IForest (PyOD)", "catboost": "CatBoost"}
 
-#: A small Swift Hydra for a quick look (``swifthydra demo --quick``): fewer episodes and epochs.
-QUICK_PARAMS = {
-    "swifthydra": {
-        "episodes": 2,
-        "cvae_epochs": 20,
-        "ppo_iterations": 3,
-        "detector_params": {"max_epochs": 15},
-        "mome_params": {"max_epochs": 15},
-    }
-}
 
 
 def run_demo(

@@ -456,6 +456,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         # the inference model learns from every real row, the held-out ones included
         X_comb, y_comb, w_comb = self._combined(Xs, y, generated)
         self.mome_ = None
+        self.mome_seconds_ = 0.0
         if self.inference == "mome":
             teacher = self.detector_.decision_function(X_comb) if self.distill else None
             t1 = time.perf_counter()
