@@ -139,3 +139,44 @@ def test_refuses_to_overwrite_and_clashing_names(table_model, tmp_path):
     with pytest.raises(InvalidInputError, match="clash with names of the ONNX graph"):
         export_onnx(model, tmp_path / "c.onnx", preprocessor=clash)
     assert not (tmp_path / "c.onnx").exists()
+
+
+def _ops(path):
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_routed_graph_runs_each_expert_on_its_rows_only(top_k, tmp_path):
+    """The MoME graph is routed: one NonZero/Gather per expert feeds that expert only the rows whose
+    top-k holds it, and one ScatterElements adds the weighted logits back; scores equal PyTorch's
+    for batches where most experts get no row (1 row) and where every expert gets rows."""
+    df, y = _frame(seed=4, n=240)
+    pre = TablePreprocessor().fit(df)
+    params = {**TINY, "mome_params": {**TINY["mome_params"], "top_k": top_k}, "n_experts": 4}
+    model = SwiftHydra(random_state=2, **params).fit(pre.transform(df), y)
+    assert model.mome_.n_experts_ == 4
+    path = export_onnx(model, tmp_path / "routed.onnx")
+    ops = _ops(path)
+    assert ops.count("NonZero") == 4 and ops.count("ScatterElements") == 1
+    session = _session(path)
+    rng = np.random.default_rng(top_k)
+    X = model.center_ + model.scale_ * rng.normal(scale=2.0, size=(600, model.n_features_in_))
+    import torch
+
+    from swifthydra.onnx_export import _scorer_module
+
+    with torch.no_grad():  # the batch reaches several experts, so several branches of the graph run
+        _, index, _ = _scorer_module(model).front(torch.from_numpy(X))
+    assert len(np.unique(index.numpy())) >= 2
+    for n in (1, 2, 600):
+        _assert_same(model, X[:n], session.run(list(OUTPUTS), {"features": X[:n]}))
+    # the graph before routing (every expert on every row) gives the same scores
+    dense = export_onnx(model, tmp_path / "dense.onnx", routed=False)
+    assert "NonZero" not in _ops(dense)
+    a = session.run(["score"], {"features": X})[0]
+    b = _session(dense).run(["score"], {"features": X})[0]
+    np.testing.assert_allclose(a, b, rtol=0, atol=TOL)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert "top-k experts only" in meta["swifthydra.scorer"]

@@ -9,11 +9,15 @@ like numpy) -> float32 -> the scoring network -> ``score`` (float64, the logit),
 (``1 / (1 + exp(-clip(score, -60, 60)))`` in float64, like ``predict_proba``).
 
 The scoring network is the Mixture of Mamba Experts (or the large detector with
-``inference="large"``). PyTorch scores a MoME sparsely (each expert runs only on the rows routed to
-it); ONNX has no cheap data-dependent dispatch, so the exported graph runs **every** expert on every
-row and keeps the routed one(s): the same numbers, ``K`` times the arithmetic. The selective scan is
-traced in its closed-form single-step form (row tokeniser) or as the unrolled sequential loop
-(feature/patch tokenisers), with a dynamic batch axis.
+``inference="large"``). The MoME graph is **routed** like PyTorch's sparse dispatch: the gate picks
+each row's top-k experts, and expert ``e`` runs only on the rows routed to it (``NonZero`` of the
+rows whose top-k holds ``e`` -> ``Gather`` of those rows -> the expert -> weighted
+``ScatterElements(reduction="add")`` back into the row's score), so the arithmetic per row is that
+of ``k`` experts whatever ``K`` (:func:`_routed_mome_graph`). The graph is assembled from three
+PyTorch exports: the front (standardisation, power transform, gate, top-k), one expert traced once
+with its weights as inputs (copied ``K`` times, each copy fed its own expert's weights) and the
+output head. The selective scan is traced in its closed-form single-step form (row tokeniser) or as
+the unrolled sequential loop (feature/patch tokenisers), with a dynamic batch axis.
 
 With ``preprocessor`` (the default of ``swifthydra export-onnx``) the table preprocessing is put in
 the graph too, so its inputs are the **table's columns, by name**: each numeric column a float64
@@ -96,12 +100,39 @@ def _scorer_module(est):
             self.mome = isinstance(net, MoMENet)
 
         def _mome(self, z: torch.Tensor) -> torch.Tensor:
-            x = self.net.scaler(z)  # (B, F)
-            probs, index = self.net.route(x, sample=False)  # (B, K), (B, k)
-            chosen = probs.gather(1, index)  # (B, k)
-            weights = chosen / chosen.sum(-1, keepdim=True)  # 1 for top-1, as in MoMENet
+            """Every expert on every row, the routed one(s) kept (``export_onnx(routed=False)``)."""
+            x, index, weights = self.route(z)
             outs = torch.stack([expert(x) for expert in self.net.experts], dim=1)  # (B, K) dense
             return (outs.gather(1, index) * weights).sum(1)  # (B,)
+
+        def route(self, z: torch.Tensor):
+            """Scaled rows ``(B, F)``, routed experts ``(B, k)`` and their weights ``(B, k)``."""
+            x = self.net.scaler(z)  # (B, F)
+            if self.net.dense:  # dense warm-up state: every row to expert 0 alone
+                index = torch.zeros_like(x[:, :1], dtype=torch.long)
+                return x, index, torch.ones_like(x[:, :1])
+            probs, index = self.net.route(x, sample=False)  # (B, K), (B, k)
+            chosen = probs.gather(1, index)  # (B, k)
+            return x, index, chosen / chosen.sum(-1, keepdim=True)  # 1 for top-1, as in MoMENet
+
+        def front(self, features: torch.Tensor):
+            return self.route(self.features(features))
+
+        def features(self, features: torch.Tensor) -> torch.Tensor:
+            """float64 table features -> the float32 rows the network scores."""
+            z = (features - self.center) / self.scale  # as SwiftHydra._scale, in float64
+            if clip is not None:
+                z = z.clamp(-float(clip), float(clip))
+            if self.power:
+                z = self._power(z)
+                if clip is not None:
+                    z = z.clamp(-float(clip), float(clip))
+            return z.to(torch.float32)
+
+        def head(self, logit: torch.Tensor):
+            score = logit.to(torch.float64)
+            probability = 1.0 / (1.0 + torch.exp(-score.clamp(-60.0, 60.0)))
+            return score, score > self.threshold, probability
 
         def _power(self, z: torch.Tensor) -> torch.Tensor:
             """Yeo-Johnson of the gated columns inside their training range, linear beyond it."""
@@ -119,20 +150,152 @@ def _scorer_module(est):
             return z.index_copy(1, self.p_columns, t)
 
         def forward(self, features: torch.Tensor):  # (B, F) float64
-            z = (features - self.center) / self.scale  # as SwiftHydra._scale, in float64
-            if clip is not None:
-                z = z.clamp(-float(clip), float(clip))
-            if self.power:
-                z = self._power(z)
-                if clip is not None:
-                    z = z.clamp(-float(clip), float(clip))
-            z = z.to(torch.float32)
+            z = self.features(features)
             logit = self._mome(z) if self.mome else self.net(z)  # (B,) float32
-            score = logit.to(torch.float64)
-            probability = 1.0 / (1.0 + torch.exp(-score.clamp(-60.0, 60.0)))
-            return score, score > self.threshold, probability
+            return self.head(logit)
 
     return OnnxScorer().eval()
+
+
+class _Part:
+    """Wraps one method of the scorer (an ``nn.Module``) as a module for torch.export."""
+
+    @staticmethod
+    def make(owner, method: str):
+        from torch import nn
+
+        class Part(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.owner = owner
+
+            def forward(self, x):
+                return getattr(self.owner, method)(x)
+
+        return Part().eval()
+
+
+def _export(module, example: tuple, input_names: list[str], output_names: list[str], opset: int):
+    import torch
+    from torch.export import Dim
+
+    batch = Dim("batch")
+    with _quiet(), torch.no_grad():
+        try:
+            program = torch.onnx.export(
+                module, example, None, input_names=input_names, output_names=output_names,
+                dynamic_shapes=({0: batch},) + (None,) * (len(example) - 1),
+                dynamo=True, opset_version=opset, external_data=False, verbose=False,
+            )
+        except Exception as exc:  # exporter failures are internal, not the user's doing
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if os.environ.get("SWIFTHYDRA_DEBUG_EXPORT"):
+                raise
+            raise SwiftHydraError(f"PyTorch could not export the scorer to ONNX: {first}") from None
+    model = program.model_proto
+    if len(model.functions):  # the composition below copies graphs, not local functions
+        import onnx
+
+        model = onnx.inliner.inline_local_functions(model)
+    return model
+
+
+def _routed_mome_graph(module, n_features: int, opset: int):
+    """The routed MoME graph: features -> (score, is_anomaly, probability), each expert run only
+    on the rows routed to it (see the module docstring)."""
+    import copy
+
+    import torch
+    from onnx import TensorProto, compose, helper, numpy_helper
+    from torch import nn
+    from torch.func import functional_call
+
+    net = module.net
+    n_experts = len(net.experts)
+    front = _export(
+        _Part.make(module, "front"),
+        (torch.zeros(3, n_features, dtype=torch.float64),), ["features"], ["x", "index", "weights"], opset,
+    )
+    expert0 = copy.deepcopy(net.experts[0])
+    names = [n for n, _ in expert0.named_parameters()] + [n for n, _ in expert0.named_buffers()]
+
+    state0 = {**dict(expert0.named_parameters()), **dict(expert0.named_buffers())}
+    shapes = [tuple(state0[n].shape) for n in names]
+    sizes = [int(np.prod(sh, dtype=np.int64)) for sh in shapes]
+
+    def flat_weights(expert) -> np.ndarray:
+        state = {**dict(expert.named_parameters()), **dict(expert.named_buffers())}
+        return np.concatenate([state[n].detach().cpu().numpy().astype(np.float32).reshape(-1) for n in names])
+
+    class Expert(nn.Module):  # one expert, all its weights one float32 vector input
+        def __init__(self) -> None:
+            super().__init__()
+            self.expert = expert0
+
+        def forward(self, x, flat):
+            tensors = [t.reshape(sh) for t, sh in zip(flat.split(sizes), shapes, strict=True)]
+            return functional_call(self.expert, dict(zip(names, tensors, strict=True)), (x,))
+
+    expert = _export(Expert().eval(), (torch.zeros(3, n_features), torch.from_numpy(flat_weights(expert0))),
+                     ["x", "flat"], ["logit"], opset)
+    head = _export(_Part.make(module, "head"), (torch.zeros(3),), ["logit"], list(OUTPUTS), opset)
+
+    nodes, inits = [], []
+    front = compose.add_prefix(front, "front_")
+    head = compose.add_prefix(head, "head_")
+    nodes.append(helper.make_node("Identity", ["features"], ["front_features"]))
+    nodes += list(front.graph.node)
+    inits += list(front.graph.initializer)
+    x, index, weights = "front_x", "front_index", "front_weights"
+    r = "route_"
+    inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), r + "axis1"))
+    inits.append(numpy_helper.from_array(np.array([0], dtype=np.int64), r + "axis0"))
+    nodes.append(helper.make_node("Shape", [x], [r + "shape"], end=1))  # (B,)
+    nodes.append(helper.make_node("ConstantOfShape", [r + "shape"], [r + "zeros"],
+                                  value=numpy_helper.from_array(np.zeros(1, dtype=np.float32))))
+    rows_all, parts_all = [], []
+    for e in range(n_experts):
+        p = f"e{e}_"
+        inits.append(numpy_helper.from_array(np.array(e, dtype=np.int64), p + "id"))
+        nodes += [
+            helper.make_node("Equal", [index, p + "id"], [p + "hit"]),  # (B, k)
+            helper.make_node("Cast", [p + "hit"], [p + "hitf"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", [weights, p + "hitf"], [p + "wk"]),
+            helper.make_node("ReduceSum", [p + "wk", r + "axis1"], [p + "w"], keepdims=0),  # (B,)
+            helper.make_node("ReduceMax", [p + "hitf", r + "axis1"], [p + "any"], keepdims=0),
+            helper.make_node("Cast", [p + "any"], [p + "anyb"], to=TensorProto.BOOL),
+            helper.make_node("NonZero", [p + "anyb"], [p + "nz"]),  # (1, n_e)
+            helper.make_node("Squeeze", [p + "nz", r + "axis0"], [p + "rows"]),  # (n_e,)
+            helper.make_node("Gather", [x, p + "rows"], [p + "x"], axis=0),  # (n_e, F)
+            helper.make_node("Gather", [p + "w", p + "rows"], [p + "wr"], axis=0),
+        ]
+        copy = compose.add_prefix(expert, p)
+        inits.append(numpy_helper.from_array(flat_weights(net.experts[e]), p + "flat"))
+        inits += list(copy.graph.initializer)
+        nodes += list(copy.graph.node)
+        nodes.append(helper.make_node("Mul", [p + "wr", p + "logit"], [p + "part"]))
+        rows_all.append(p + "rows")
+        parts_all.append(p + "part")
+    nodes += [
+        helper.make_node("Concat", rows_all, [r + "rows"], axis=0),
+        helper.make_node("Concat", parts_all, [r + "parts"], axis=0),
+        helper.make_node("ScatterElements", [r + "zeros", r + "rows", r + "parts"], ["head_logit"],
+                         axis=0, reduction="add"),
+    ]
+    nodes += list(head.graph.node)
+    inits += list(head.graph.initializer)
+    outputs = []
+    for out in head.graph.output:  # back to the plain names
+        name = out.name[len("head_"):]
+        nodes.append(helper.make_node("Identity", [out.name], [name]))
+        vi = helper.make_tensor_value_info(name, out.type.tensor_type.elem_type, ["batch"])
+        outputs.append(vi)
+    inputs = [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", n_features])]
+    graph = helper.make_graph(nodes, "swifthydra_routed_mome", inputs, outputs, inits)
+    opsets = {o.domain: o.version for m in (front, expert, head) for o in m.opset_import}
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+                             ir_version=front.ir_version)
+
 
 
 @contextlib.contextmanager
@@ -151,12 +314,14 @@ def _quiet():
             lg.setLevel(level)
 
 
-def _torch_graph(est, opset: int):
+def _torch_graph(est, opset: int, *, routed: bool = True):
     import torch
     from torch.export import Dim
 
     _require("onnxscript")
     module = _scorer_module(est)
+    if routed and module.mome:
+        return _routed_mome_graph(module, int(est.n_features_in_), opset)
     example = torch.zeros(3, int(est.n_features_in_), dtype=torch.float64)
     with _quiet(), torch.no_grad():
         try:
@@ -268,6 +433,7 @@ def export_onnx(
     preprocessor=None,
     opset: int = ONNX_OPSET,
     overwrite: bool = False,
+    routed: bool = True,
     metadata: dict[str, Any] | None = None,
     feature_names: list[str] | None = None,
 ) -> Path:
@@ -290,6 +456,9 @@ def export_onnx(
         More ``metadata_props`` (string values) to store in the file.
     feature_names : list of str, optional
         Names of the features, stored in the metadata (without ``preprocessor``).
+    routed : bool
+        MoME: each expert runs only on its rows (the default). ``False`` writes the older graph that
+        runs every expert on every row (same scores, ``K`` times the arithmetic; for comparisons).
 
     Returns
     -------
@@ -303,12 +472,14 @@ def export_onnx(
         raise InvalidInputError(f"{path} is a directory: give the path of the .onnx file to write.")
     if preprocessor is not None:
         _check_column_names(preprocessor)
-    model = _torch_graph(est, opset)
+    model = _torch_graph(est, opset, routed=routed)
     from swifthydra import __version__
 
     detector = est.mome_ if est.mome_ is not None else est.detector_
     if est.mome_ is not None:
-        scorer = f"MoME with {int(est.mome_.n_experts_)} experts (every expert evaluated, the routed one kept)"
+        how = ("each row sent to its top-k experts only" if routed
+               else "every expert evaluated, the routed one(s) kept")
+        scorer = f"MoME with {int(est.mome_.n_experts_)} experts ({how})"
     else:
         scorer = "MambaDetector (large)"
     props = {
