@@ -148,7 +148,7 @@ def test_bad_params_and_scoring_input(fitted):
     X, y, _ = _data()
     with pytest.raises(InvalidInputError, match="generator"):
         SwiftHydra(generator="gan").fit(X, y)
-    with pytest.raises(InvalidInputError, match="episodes=-1"):
+    with pytest.raises(InvalidInputError, match="'episodes' parameter of SwiftHydra must be an int in the range \\[0, inf\\). Got -1"):
         SwiftHydra(episodes=-1).fit(X, y)
     with pytest.raises(NotFittedError):
         SwiftHydra().decision_function(X)

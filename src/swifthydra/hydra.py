@@ -29,6 +29,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from swifthydra._power import PowerGate
 from swifthydra._scoring import contamination_threshold, sigmoid
@@ -193,6 +195,35 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         with the model); scoring a DataFrame with other names, or in another order, is an error.
     """
 
+    _parameter_constraints: dict = {  # noqa: RUF012 - scikit-learn's declarative validation
+        "episodes": [Interval(Integral, 0, None, closed="left")],
+        "top_l": [Interval(Integral, 1, None, closed="left"), None],
+        "gamma": [Interval(Real, 0, 1, closed="neither")],
+        "lam": [Interval(Real, 0, None, closed="left")],
+        "generated_weight": [Interval(Real, 0, None, closed="left")],
+        "ppo_iterations": [Interval(Integral, 1, None, closed="left")],
+        "num_envs": [Interval(Integral, 1, None, closed="left")],
+        "horizon": [Interval(Integral, 1, None, closed="left")],
+        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "feature_transform": [StrOptions(set(_TRANSFORMS))],
+        "cvae_epochs": [Interval(Integral, 1, None, closed="left")],
+        "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
+        "detector_params": [dict, None],
+        "mome_params": [dict, None],
+        "n_experts": [Interval(Integral, 1, None, closed="left"), None],
+        "inference": [StrOptions(set(_INFERENCE))],
+        "generator": [StrOptions(set(_GENERATORS))],
+        "distill": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "min_validation_anomalies": [Interval(Integral, 2, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "device": [str, None],
+        "random_state": ["random_state"],
+        "n_jobs": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "verbose": [Interval(Integral, 0, None, closed="left"), "boolean"],
+    }
+
     def __init__(
         self,
         episodes: int = 4,
@@ -251,46 +282,20 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
     # ----------------------------------------------------------------------------- validation
     def _validate_params(self) -> None:
-        def is_int(v, low):
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
+        """Check the parameters against :attr:`_parameter_constraints` (scikit-learn's
+        declarative validation), as one :class:`InvalidInputError` naming the parameter."""
+        from sklearn.utils._param_validation import InvalidParameterError
 
-        checks = {
-            "episodes": is_int(self.episodes, 0),
-            "top_l": self.top_l is None or is_int(self.top_l, 1),
-            "gamma": isinstance(self.gamma, (int, float)) and 0.0 < self.gamma < 1.0,
-            "lam": isinstance(self.lam, (int, float)) and self.lam >= 0,
-            "generated_weight": isinstance(self.generated_weight, (int, float)) and self.generated_weight >= 0,
-            "ppo_iterations": is_int(self.ppo_iterations, 1),
-            "num_envs": is_int(self.num_envs, 1),
-            "horizon": is_int(self.horizon, 1),
-            "latent_dim": is_int(self.latent_dim, 1),
-            "cvae_epochs": is_int(self.cvae_epochs, 1),
-            "finetune_epochs": is_int(self.finetune_epochs, 0),
-            "n_experts": self.n_experts is None or is_int(self.n_experts, 1),
-            "validation_fraction": isinstance(self.validation_fraction, (int, float)) and 0 <= self.validation_fraction < 1,
-            "patience": is_int(self.patience, 1),
-            "min_validation_anomalies": is_int(self.min_validation_anomalies, 2),
-            "contamination": isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5,
-            "verbose": is_int(self.verbose, 0),
-            "n_jobs": isinstance(self.n_jobs, (int, np.integer)) and (self.n_jobs >= 1 or self.n_jobs == -1),
-        }
-        bad = [n for n, ok in checks.items() if not ok]
-        if bad:
+        try:
+            super()._validate_params()
+        except InvalidParameterError as exc:
+            raise InvalidInputError(str(exc)) from None
+        ints = [k for k, c in self._parameter_constraints.items() if any(isinstance(x, Interval) and x.type is Integral for x in c)]
+        flagged = [k for k in ints if isinstance(getattr(self, k), bool)]
+        if flagged:
             raise InvalidInputError(
-                "SwiftHydra parameters out of range: " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad) + "."
+                f"The {flagged[0]!r} parameter of SwiftHydra must be an int, not a bool (got {getattr(self, flagged[0])!r})."
             )
-        if self.generator not in _GENERATORS:
-            raise InvalidInputError(f"generator must be one of {_GENERATORS}, got {self.generator!r}.")
-        if self.feature_transform not in _TRANSFORMS:
-            raise InvalidInputError(
-                f"feature_transform must be one of {_TRANSFORMS}, got {self.feature_transform!r}."
-            )
-        if self.inference not in _INFERENCE:
-            raise InvalidInputError(f"inference must be one of {_INFERENCE}, got {self.inference!r}.")
-        for name in ("detector_params", "mome_params"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, dict):
-                raise InvalidInputError(f"{name} must be a dict or None, got {type(value).__name__}.")
 
     # ------------------------------------------------------------------------------ helpers
     def _standardise(self, X: np.ndarray) -> np.ndarray:
