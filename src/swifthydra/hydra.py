@@ -39,6 +39,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
+from swifthydra._features import FeatureScaler
 from swifthydra._power import PowerGate
 from swifthydra._scoring import contamination_threshold, sigmoid
 from swifthydra._torch import torch_threads
@@ -55,34 +56,7 @@ MODEL_KIND = "swifthydra.SwiftHydra"
 _GENERATORS = ("rl", "cvae", "nngmix", "mixup", "none")
 _LATENT_GENERATORS = ("rl", "cvae")  # the generators that train a C-VAE
 _TRANSFORMS = ("auto", "yeo-johnson", "standard")
-_MAX_POWER_FIT_ROWS = 200_000
 _INFERENCE = ("mome", "large")
-
-
-# Standardised values are clipped to +-this: far beyond any training row (|z| <= sqrt(n)) and
-# beyond the detectors' own clip (100 of their std), so scores do not change, but a row far out of
-# the training range (e.g. 1e29 in a column of std 1e-10) scores as extreme instead of overflowing.
-_MAX_STANDARDISED = 1e6
-
-
-def _std_floor(std: np.ndarray, center: np.ndarray | float = 0.0) -> np.ndarray:
-    """Scale of each column: its std, or 1 for a constant column.
-
-    A column counts as constant when its std is 0 or within float64 rounding of 0 relative to its
-    mean (measured: at most 6e-16 |mean| for identical values): a relative test, so data of any
-    scale (e.g. values around 1e-13) is standardised rather than flattened to a constant.
-    """
-    return np.where(std > 1e-13 * np.abs(center), std, 1.0)
-
-
-def _column_std(X: np.ndarray) -> np.ndarray:
-    """Per-column std; columns of tiny magnitude are rescaled first (their squares underflow)."""
-    std = X.std(axis=0)
-    peak = np.abs(X).max(axis=0)
-    small = (peak > 0) & (peak < 1e-100)
-    if small.any():
-        std[small] = (X[:, small] / peak[small]).std(axis=0) * peak[small]
-    return std
 
 
 @contextlib.contextmanager
@@ -298,18 +272,17 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             )
 
     # ------------------------------------------------------------------------------ helpers
-    def _standardise(self, X: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore"):
-            Z = (X - self.center_) / self.scale_
-        return np.clip(Z, -_MAX_STANDARDISED, _MAX_STANDARDISED)
-
     def _scale(self, X: np.ndarray) -> np.ndarray:
-        """Rows as the networks see them: standardised, skewed columns power-transformed, float32."""
-        Z = self.power_transform_.transform(self._standardise(X))
-        return np.clip(Z, -_MAX_STANDARDISED, _MAX_STANDARDISED).astype(np.float32)
+        """Rows as the networks see them (:class:`~swifthydra._features.FeatureScaler`)."""
+        return self.scaler_.transform(X)
 
     def _unscale(self, Z: np.ndarray) -> np.ndarray:
-        return self.power_transform_.inverse_transform(Z.astype(np.float64)) * self.scale_ + self.center_
+        return self.scaler_.inverse_transform(Z)
+
+    # the scaler's fitted parts, under the names SwiftHydra has always had
+    center_ = property(lambda self: self.scaler_.center_, doc="Training mean of each column.")
+    scale_ = property(lambda self: self.scaler_.scale_, doc="Training std of each column (1 if constant).")
+    power_transform_ = property(lambda self: self.scaler_.power_, doc="The Yeo-Johnson gate of skewed columns.")
 
     def _make_detector(self, seed: int):
         from swifthydra.detectors import MambaDetector
@@ -390,12 +363,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             )
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         self.n_features_in_ = X.shape[1]
-        self.center_ = X.mean(axis=0)
-        self.scale_ = _std_floor(_column_std(X), self.center_)
-        Z = self._standardise(X)
-        if Z.shape[0] > _MAX_POWER_FIT_ROWS:
-            Z = Z[np.random.RandomState(seed).choice(Z.shape[0], _MAX_POWER_FIT_ROWS, replace=False)]
-        self.power_transform_ = PowerGate.fit(Z, self.feature_transform)
+        self.scaler_ = FeatureScaler.fit(X, self.feature_transform, seed)
         Xs = self._scale(X)
         if not np.isfinite(Xs).all():
             raise InvalidInputError("X is too large to standardise in float32: rescale the data.")
@@ -751,12 +719,13 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
                     raise ValueError("feature_names_in does not have one name per feature")
             power = {k[len("power."):]: v.numpy() for k, v in tensors.items() if k.startswith("power.")}
             if power:
-                est.power_transform_ = PowerGate.from_arrays(power)
+                gate = PowerGate.from_arrays(power)
             else:  # written before the power transform existed: standardisation only
-                est.power_transform_ = PowerGate.fit(np.zeros((2, 0)), "standard")
+                gate = PowerGate.fit(np.zeros((2, 0)), "standard")
                 est.feature_transform = "standard"
-            est.center_ = tensors["center"].numpy().astype(np.float64)
-            est.scale_ = tensors["scale"].numpy().astype(np.float64)
+            est.scaler_ = FeatureScaler(
+                tensors["center"].numpy().astype(np.float64), tensors["scale"].numpy().astype(np.float64), gate
+            )
             est.generated_ = tensors["generated"].numpy().astype(np.float64)
             est._anchors = tensors["anchors"].numpy()
             est.decision_scores_ = tensors["decision_scores"].numpy().astype(np.float64)

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from swifthydra._scoring import LOGIT_CLIP
 from swifthydra.exceptions import InvalidInputError, SwiftHydraError
 
 ONNX_OPSET = 18
@@ -75,27 +76,18 @@ def _scorer_module(est):
     import torch
     from torch import nn
 
-    from swifthydra import hydra
     from swifthydra.nn.moe import MoMENet
 
     est._check_fitted()
-    clip = getattr(hydra, "_MAX_STANDARDISED", None)  # SwiftHydra._scale clips standardised values
     detector = est.mome_ if est.mome_ is not None else est.detector_
     net = copy.deepcopy(detector.model_).to("cpu").eval()
 
     class OnnxScorer(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.register_buffer("center", torch.from_numpy(np.asarray(est.center_, dtype=np.float64)))
-            self.register_buffer("scale", torch.from_numpy(np.asarray(est.scale_, dtype=np.float64)))
+            # SwiftHydra's own feature transform, as torch ops (swifthydra._features)
+            self.scaler = est.scaler_.torch_module()
             self.register_buffer("threshold", torch.tensor(float(est.threshold_), dtype=torch.float64))
-            gate = getattr(est, "power_transform_", None)
-            self.power = gate is not None and gate.columns.size > 0
-            if self.power:  # SwiftHydra's Yeo-Johnson transform of skewed columns (swifthydra._power)
-                lam, lo, hi, _, _, slope = gate._edges(slice(None))
-                for name, value in {"p_columns": gate.columns, "p_lambda": lam, "p_low": lo, "p_high": hi,
-                                    "p_slope": slope, "p_center": gate.center, "p_scale": gate.scale}.items():
-                    self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)))
             self.net = net
             self.mome = isinstance(net, MoMENet)
 
@@ -120,34 +112,12 @@ def _scorer_module(est):
 
         def features(self, features: torch.Tensor) -> torch.Tensor:
             """float64 table features -> the float32 rows the network scores."""
-            z = (features - self.center) / self.scale  # as SwiftHydra._scale, in float64
-            if clip is not None:
-                z = z.clamp(-float(clip), float(clip))
-            if self.power:
-                z = self._power(z)
-                if clip is not None:
-                    z = z.clamp(-float(clip), float(clip))
-            return z.to(torch.float32)
+            return self.scaler(features)
 
         def head(self, logit: torch.Tensor):
             score = logit.to(torch.float64)
-            probability = 1.0 / (1.0 + torch.exp(-score.clamp(-60.0, 60.0)))
+            probability = 1.0 / (1.0 + torch.exp(-score.clamp(-LOGIT_CLIP, LOGIT_CLIP)))  # swifthydra._scoring.sigmoid
             return score, score > self.threshold, probability
-
-        def _power(self, z: torch.Tensor) -> torch.Tensor:
-            """Yeo-Johnson of the gated columns inside their training range, linear beyond it."""
-            cols = z.index_select(1, self.p_columns)  # (B, P)
-            inside = torch.minimum(torch.maximum(cols, self.p_low), self.p_high)
-            lam = self.p_lambda
-            two = 2.0 - lam
-            near0, near2 = lam.abs() < 1e-8, two.abs() < 1e-8
-            pos = torch.where(near0, torch.log1p(inside.clamp(min=0.0)),
-                              torch.expm1(lam * torch.log1p(inside.clamp(min=0.0))) / torch.where(near0, 1.0, lam))
-            neg = torch.where(near2, -torch.log1p(-inside.clamp(max=0.0)),
-                              -torch.expm1(two * torch.log1p(-inside.clamp(max=0.0))) / torch.where(near2, 1.0, two))
-            t = torch.where(inside >= 0, pos, neg) + self.p_slope * (cols - inside)
-            t = (t - self.p_center) / self.p_scale
-            return z.index_copy(1, self.p_columns, t)
 
         def forward(self, features: torch.Tensor):  # (B, F) float64
             z = self.features(features)

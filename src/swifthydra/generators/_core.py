@@ -67,35 +67,20 @@ def select(reward, cand: torch.Tensor, top_l: int) -> tuple[np.ndarray, torch.Te
 
 class FeatureSpace:
     """The space the C-VAE and the agent work in, as :class:`~swifthydra.hydra.SwiftHydra` builds
-    it: standardised columns, heavily skewed ones power-transformed (``feature_transform``),
-    float32; :meth:`inverse` maps rows back to the input's units."""
+    it (its :class:`~swifthydra._features.FeatureScaler`): standardised columns, heavily skewed
+    ones power-transformed (``feature_transform``), float32; :meth:`inverse` maps rows back to the
+    input's units."""
 
     def __init__(self, X: np.ndarray, feature_transform: str = "auto", seed: int = 0) -> None:
-        from swifthydra._power import PowerGate
-        from swifthydra.hydra import _MAX_POWER_FIT_ROWS, _column_std, _std_floor
+        from swifthydra._features import FeatureScaler
 
-        self.center = X.mean(axis=0)
-        self.scale = _std_floor(_column_std(X), self.center)
-        Z = self._standardise(X)
-        if Z.shape[0] > _MAX_POWER_FIT_ROWS:  # as SwiftHydra: the transform is fitted on a sample
-            Z = Z[np.random.RandomState(seed).choice(Z.shape[0], _MAX_POWER_FIT_ROWS, replace=False)]
-        self.gate = PowerGate.fit(Z, feature_transform)
-
-    def _standardise(self, X: np.ndarray) -> np.ndarray:
-        from swifthydra.hydra import _MAX_STANDARDISED
-
-        with np.errstate(over="ignore", invalid="ignore"):
-            Z = (X - self.center) / self.scale
-        return np.clip(Z, -_MAX_STANDARDISED, _MAX_STANDARDISED)
+        self.scaler = FeatureScaler.fit(X, feature_transform, seed)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        from swifthydra.hydra import _MAX_STANDARDISED
-
-        Z = self.gate.transform(self._standardise(X))
-        return np.clip(Z, -_MAX_STANDARDISED, _MAX_STANDARDISED).astype(np.float32)
+        return self.scaler.transform(X)
 
     def inverse(self, Z: np.ndarray) -> np.ndarray:
-        return self.gate.inverse_transform(np.asarray(Z, dtype=np.float64)) * self.scale + self.center
+        return self.scaler.inverse_transform(Z)
 
 
 # ------------------------------------------------------------------------------------- mixing
