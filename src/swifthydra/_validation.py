@@ -231,3 +231,12 @@ def check_params_keys(name: str, params: dict | None, cls: type) -> None:
         raise InvalidInputError(
             f"{name} has unknown keys {unknown}: {cls.__name__} takes {', '.join(valid)}."
         )
+
+
+def seed_from(random_state) -> int:
+    """One int seed in ``[0, 2**31 - 1)`` from a ``random_state`` (None, an int or a RandomState),
+    drawn the scikit-learn way: the seed every estimator of the package derives its torch and
+    numpy streams from."""
+    from sklearn.utils import check_random_state
+
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))

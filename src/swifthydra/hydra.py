@@ -36,14 +36,13 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.metrics import roc_auc_score
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from swifthydra._features import FeatureScaler
 from swifthydra._power import PowerGate
 from swifthydra._scoring import contamination_threshold, sigmoid
 from swifthydra._torch import torch_threads
-from swifthydra._validation import check_not_constant, check_X, check_y
+from swifthydra._validation import check_not_constant, check_X, check_y, seed_from
 from swifthydra.exceptions import (
     InvalidInputError,
     NotFittedError,
@@ -361,7 +360,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             raise InvalidInputError(
                 "every row is labelled an anomaly: pass unlabeled (mostly normal) rows with label 0 too."
             )
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        seed = seed_from(self.random_state)
         self.n_features_in_ = X.shape[1]
         self.scaler_ = FeatureScaler.fit(X, self.feature_transform, seed)
         Xs = self._scale(X)

@@ -15,12 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
 from torch import nn
 
 from swifthydra._scoring import contamination_threshold, sigmoid
 from swifthydra._torch import resolve_device
-from swifthydra._validation import check_X, check_y
+from swifthydra._validation import check_X, check_y, seed_from
 from swifthydra.callbacks import CallbackList, PrintLog, as_callback_list
 from swifthydra.detectors._params import check_choice, check_float, check_int, check_vector
 from swifthydra.detectors._persistence import PersistenceMixin
@@ -137,7 +136,7 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
         return X, y, sw
 
     def _seed(self) -> int:
-        return int(check_random_state(self.random_state).randint(2**31 - 1))
+        return seed_from(self.random_state)
 
     def _init_model(self, X: np.ndarray, seed: int) -> None:
         self.device_ = resolve_device(self.device)

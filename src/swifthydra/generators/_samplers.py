@@ -15,10 +15,9 @@ import numpy as np
 import torch
 from imblearn.base import BaseSampler
 from sklearn.base import clone
-from sklearn.utils import check_random_state
 
 from swifthydra._torch import torch_threads
-from swifthydra._validation import check_X, check_y
+from swifthydra._validation import check_X, check_y, seed_from
 from swifthydra.exceptions import InvalidInputError
 from swifthydra.generators._core import (
     FeatureSpace,
@@ -109,7 +108,7 @@ class BaseGenerator(BaseSampler):
         arrays = ArraysTransformer(X, y)
         Xc, yc = self._check_data(X, y)
         self.n_features_in_ = Xc.shape[1]
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        seed = seed_from(self.random_state)
         gen = np.asarray(self._generate(Xc, yc, seed), dtype=np.float64).reshape(-1, Xc.shape[1])
         if not np.isfinite(gen).all():  # never hand a classifier non-finite rows
             gen = gen[np.isfinite(gen).all(axis=1)]

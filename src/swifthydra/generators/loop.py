@@ -22,10 +22,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import roc_auc_score
-from sklearn.utils import check_random_state
 
 from swifthydra._torch import torch_threads
-from swifthydra._validation import check_X, check_y
+from swifthydra._validation import check_X, check_y, seed_from
 from swifthydra.exceptions import InvalidInputError, NotFittedError
 from swifthydra.generators._core import (
     FeatureSpace,
@@ -246,7 +245,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
             )
         self.n_features_in_ = X.shape[1]
         self.classes_ = np.array([0, 1])
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        seed = seed_from(self.random_state)
         with torch_threads(self.n_jobs):
             self._fit(X, y, seed)
         return self
