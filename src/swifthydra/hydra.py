@@ -29,6 +29,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
@@ -65,6 +66,39 @@ def _stage(where: str) -> Iterator[None]:
         yield
     except TrainingDivergedError as exc:
         raise TrainingDivergedError(f"Swift Hydra {where}: {exc}") from None
+
+
+@dataclass
+class _Rows:
+    """The standardised training rows split for episode selection (``X_val`` may be empty)."""
+
+    X_tr: np.ndarray
+    y_tr: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+
+    @property
+    def anchors(self) -> np.ndarray:
+        """The known anomalies the agent starts from."""
+        return self.X_tr[self.y_tr == 1]
+
+    @property
+    def normals(self) -> np.ndarray:
+        return self.X_tr[self.y_tr == 0]
+
+
+@dataclass
+class _Loop:
+    """What the episodes carry from one to the next."""
+
+    reward: Any
+    proposer: Any
+    top_l: int
+    bounds: tuple[np.ndarray, np.ndarray]
+    generated: np.ndarray  # every kept generated row so far, in the networks' space
+    best_auc: float
+    best_state: tuple | None = None  # (detector state, generated rows) of the best episode so far
+    stall: int = 0
 
 
 class SwiftHydra(OutlierMixin, BaseEstimator):
@@ -350,9 +384,30 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return self
 
     def _fit(self, X: Any, y: Any, cb) -> SwiftHydra:
-        from swifthydra.generative import CVAE
-        from swifthydra.pseudo import pseudo_labels
+        """The method, step by step (docs/design.md §1); each step is one method below."""
+        X, y, seed = self._check_training_data(X, y)
+        Xs = self._fit_features(X, seed)  # §2.1-§2.2: standardise, power-transform skewed columns
+        y = self._weak_labels(X, y, seed)  # §2.3: pseudo-labels when no anomaly is labelled
+        data = self._hold_out(Xs, y, seed)  # §8.4: rows that pick the best episode, when enough
+        total = 1 + (0 if self.generator == "none" else self.episodes)
+        self.history_ = []
+        t0 = time.perf_counter()
+        self._episode_zero(data, seed, total, cb)  # §4, §5: W and G on the real rows
+        generated = np.empty((0, X.shape[1]), dtype=np.float32)
+        self.policy_ = None
+        self.best_episode_ = 0  # a fitted attribute after every fit, also with no episode to run
+        if self.generator != "none" and self.episodes > 0:
+            generated = self._self_reinforce(data, seed, total, cb)  # §6-§8: episodes 1..E
+        self.generated_ = self._unscale(generated)
+        self._anchors = data.anchors
+        self._fit_inference_model(Xs, y, generated, seed, cb)  # §9: the MoME, distilled from W
+        self.fit_seconds_ = time.perf_counter() - t0
+        self.decision_scores_ = self._score_scaled(Xs)  # §10: training scores and threshold
+        self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
+        return self
 
+    def _check_training_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, int]:
         X = check_X(X, name="X", min_rows=8)
         check_not_constant(X)
         y = np.zeros(X.shape[0], dtype=np.int64) if y is None else check_y(y, X.shape[0])
@@ -360,18 +415,25 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             raise InvalidInputError(
                 "every row is labelled an anomaly: pass unlabeled (mostly normal) rows with label 0 too."
             )
-        seed = seed_from(self.random_state)
         self.n_features_in_ = X.shape[1]
+        return X, y, seed_from(self.random_state)
+
+    def _fit_features(self, X: np.ndarray, seed: int) -> np.ndarray:
         self.scaler_ = FeatureScaler.fit(X, self.feature_transform, seed)
         Xs = self._scale(X)
         if not np.isfinite(Xs).all():
             raise InvalidInputError("X is too large to standardise in float32: rescale the data.")
+        return Xs
+
+    def _weak_labels(self, X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+        from swifthydra.pseudo import pseudo_labels
 
         self.used_pseudo_labels_ = bool(y.sum() == 0)
-        if self.used_pseudo_labels_:
-            y = pseudo_labels(X, self.contamination, random_state=seed)
+        return pseudo_labels(X, self.contamination, random_state=seed) if self.used_pseudo_labels_ else y
 
-        # Hold out rows to choose the best episode (needs enough known anomalies to rank episodes).
+    def _hold_out(self, Xs: np.ndarray, y: np.ndarray, seed: int) -> _Rows:
+        """Hold out rows to choose the best episode: only with enough known anomalies to rank
+        episodes (``min_validation_anomalies``) and episodes to choose from."""
         rng = np.random.RandomState(seed)
         train_idx, val_idx = np.arange(len(y)), np.empty(0, dtype=np.int64)
         if (
@@ -383,49 +445,41 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             from swifthydra.detectors import stratified_split
 
             train_idx, val_idx = stratified_split(y, float(self.validation_fraction), rng)
-        X_tr, y_tr = Xs[train_idx], y[train_idx]
-        X_val, y_val = Xs[val_idx], y[val_idx]
-        anchors = X_tr[y_tr == 1]
+        return _Rows(Xs[train_idx], y[train_idx], Xs[val_idx], y[val_idx])
 
-        total = 1 + (0 if self.generator == "none" else self.episodes)
+    def _episode_zero(self, data: _Rows, seed: int, total: int, cb) -> None:
+        from swifthydra.generative import CVAE
+
         cb.on_episode_begin(0, total)
         t0 = time.perf_counter()
-        self.history_ = []
         with _stage("episode 0 (training the large detector)"):
             # the held-out rows also stop the detector's training early, so all of X_tr trains it
-            eval_set = (X_val, y_val) if len(val_idx) else None
-            self.detector_ = self._make_detector(seed).fit(X_tr, y_tr, eval_set=eval_set, callbacks=cb)
+            eval_set = (data.X_val, data.y_val) if len(data.y_val) else None
+            self.detector_ = self._make_detector(seed).fit(data.X_tr, data.y_tr, eval_set=eval_set, callbacks=cb)
         self.cvae_ = None
         if self.generator in _LATENT_GENERATORS:
             with _stage("episode 0 (training the C-VAE)"):
                 self.cvae_ = CVAE(
                     latent_dim=self.latent_dim, epochs=self.cvae_epochs, random_state=seed, device=self.device
-                ).fit(X_tr, y_tr, callbacks=cb)
-        val_auc = self._auc(y_val, self.detector_.decision_function(X_val)) if len(val_idx) else float("nan")
+                ).fit(data.X_tr, data.y_tr, callbacks=cb)
         self.history_.append(
             {
                 "episode": 0,
                 "pseudo_labels": self.used_pseudo_labels_,
-                "known_anomalies": int(y_tr.sum()),
+                "known_anomalies": int(data.y_tr.sum()),
                 "candidates": 0,
                 "kept": 0,
                 "generated_total": 0,
                 "detector_loss": _last(self.detector_.history_, "train_loss"),
-                "val_auc": val_auc,
+                "val_auc": self._val_auc(data),
                 "seconds": time.perf_counter() - t0,
             }
         )
         cb.on_episode_end(0, total, self.history_[-1])
 
-        generated = np.empty((0, X.shape[1]), dtype=np.float32)
-        self.policy_ = None
-        self.best_episode_ = 0  # a fitted attribute after every fit, also with no episode to run
-        if self.generator != "none" and self.episodes > 0:
-            generated = self._self_reinforce(X_tr, y_tr, X_val, y_val, anchors, seed, cb)
-        self.generated_ = self._unscale(generated)
-        self._anchors = anchors
-
-        # the inference model learns from every real row, the held-out ones included
+    def _fit_inference_model(self, Xs, y, generated, seed: int, cb) -> None:
+        """The MoME learns from every real row (the held-out ones included) and the kept
+        generated anomalies, distilled from the large detector."""
         X_comb, y_comb, w_comb = self._combined(Xs, y, generated)
         self.mome_ = None
         self.mome_seconds_ = 0.0
@@ -437,11 +491,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
                     X_comb, y_comb, sample_weight=w_comb, teacher_scores=teacher, callbacks=cb
                 )
             self.mome_seconds_ = time.perf_counter() - t1
-        self.fit_seconds_ = time.perf_counter() - t0
-        self.decision_scores_ = self._score_scaled(Xs)
-        self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
-        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
-        return self
+
+    def _val_auc(self, data: _Rows) -> float:
+        return self._auc(data.y_val, self.detector_.decision_function(data.X_val)) if len(data.y_val) else float("nan")
 
     def _combined(self, X_tr, y_tr, generated):
         from swifthydra.generators._core import generated_weight
@@ -459,85 +511,99 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         p = self.detector_.predict_proba(x.detach().to("cpu", torch.float32).numpy())[:, 1]
         return torch.as_tensor(p, dtype=torch.float32, device=x.device)
 
-    def _self_reinforce(self, X_tr, y_tr, X_val, y_val, anchors, seed, cb) -> np.ndarray:
-        from swifthydra.generators._core import LatentProposer, default_top_l, make_reward, select
+    def _self_reinforce(self, data: _Rows, seed: int, total: int, cb) -> np.ndarray:
+        """Episodes 1..E; returns the generated rows of the episode that is kept (§8.4)."""
+        from swifthydra.generators._core import LatentProposer, default_top_l, make_reward
+
+        loop = _Loop(
+            reward=make_reward(data.anchors, data.normals, self._detector_probability,
+                               lam=self.lam, gamma=self.gamma, seed=seed),
+            proposer=LatentProposer(self.generator, num_envs=int(self.num_envs), horizon=int(self.horizon),
+                                    ppo_iterations=int(self.ppo_iterations)),
+            top_l=self.top_l if self.top_l is not None else default_top_l(len(data.anchors)),
+            bounds=(data.X_tr.min(axis=0), data.X_tr.max(axis=0)),
+            generated=np.empty((0, data.X_tr.shape[1]), dtype=np.float32),
+            best_auc=self.history_[0]["val_auc"],
+        )
+        # state_dict() returns copies: the kept state does not follow later fine-tuning
+        loop.best_state = (self.detector_.state_dict(), loop.generated)
+        for e in range(1, self.episodes + 1):
+            cb.on_episode_begin(e, total)
+            row = self._episode(e, data, loop, seed, cb)
+            self.history_.append(row)
+            cb.on_episode_end(e, total, row)
+            if self._should_stop(e, row["val_auc"], loop):
+                break
+        state, generated = loop.best_state
+        self.detector_.load_state_dict(state)
+        self.detector_.set_threshold(self._combined(data.X_tr, data.y_tr, generated)[0])
+        return generated
+
+    def _episode(self, e: int, data: _Rows, loop: _Loop, seed: int, cb) -> dict[str, Any]:
+        """One episode of the loop; returns its ``history_`` row."""
+        from swifthydra.generators._core import select
         from swifthydra.rl.reward import kl_entropy
 
-        top_l = self.top_l if self.top_l is not None else default_top_l(len(anchors))
-        normals = X_tr[y_tr == 0]
-        bounds = (X_tr.min(axis=0), X_tr.max(axis=0))
-        reward = make_reward(anchors, normals, self._detector_probability, lam=self.lam, gamma=self.gamma, seed=seed)
-        proposer = LatentProposer(
-            self.generator, num_envs=int(self.num_envs), horizon=int(self.horizon),
-            ppo_iterations=int(self.ppo_iterations),
-        )
+        t0 = time.perf_counter()
+        # 1. the reward follows the anomaly set so far and the current detector (§7)
+        anomaly_set = np.vstack([data.anchors, loop.generated])
+        loop.reward.update(anomalies=torch.from_numpy(anomaly_set), detector=self._detector_probability, episode=e)
+        # 2. candidates: agent rollouts, C-VAE samples or mixes (§6.4)
         what = {"rl": "training the PPO agent", "cvae": "sampling the C-VAE"}.get(self.generator, "mixing anomalies")
-        generated = np.empty((0, X_tr.shape[1]), dtype=np.float32)
-        best_auc = self.history_[0]["val_auc"]
-        # state_dict() returns copies: the kept state does not follow later fine-tuning
-        best_state = (self.detector_.state_dict(), generated)
-        self.best_episode_ = 0
-        stall = 0
-        for e in range(1, self.episodes + 1):
-            cb.on_episode_begin(e, 1 + self.episodes)
-            t0 = time.perf_counter()
-            anomaly_set = np.vstack([anchors, generated])
-            reward.update(anomalies=torch.from_numpy(anomaly_set), detector=self._detector_probability, episode=e)
-            # candidates (agent rollouts, C-VAE samples or mixes) and the reward-based selection:
-            # the same steps as the samplers of swifthydra.generators
-            with _stage(f"episode {e} ({what})"):
-                cand, ppo_stats = proposer.propose(
-                    cvae=self.cvae_, anchors=anchors, reward=reward, bounds=bounds, episode=e, seed=seed,
-                    unlabeled=normals, callbacks=cb,
+        with _stage(f"episode {e} ({what})"):
+            cand, ppo_stats = loop.proposer.propose(
+                cvae=self.cvae_, anchors=data.anchors, reward=loop.reward, bounds=loop.bounds, episode=e,
+                seed=seed, unlabeled=data.normals, callbacks=cb,
+            )
+        self.policy_ = loop.proposer.policy
+        # 3. the top_l accepted candidates, spread apart (§8.1)
+        kept, keep, terms = select(loop.reward, cand, loop.top_l)
+        # 4. they join the training data as anomalies, their total weight capped (§8.2)
+        loop.generated = np.vstack([loop.generated, kept])
+        X_comb, y_comb, w_comb = self._combined(data.X_tr, data.y_tr, loop.generated)
+        # 5. W and G are fine-tuned on the combined data (§8.3)
+        if self.finetune_epochs > 0:
+            with _stage(f"episode {e} (fine-tuning the large detector)"):
+                self.detector_.partial_fit(
+                    X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs), callbacks=cb
                 )
-            self.policy_ = proposer.policy
-            kept, keep, terms = select(reward, cand, top_l)
-            generated = np.vstack([generated, kept])
-            X_comb, y_comb, w_comb = self._combined(X_tr, y_tr, generated)
-            if self.finetune_epochs > 0:
-                with _stage(f"episode {e} (fine-tuning the large detector)"):
-                    self.detector_.partial_fit(
-                        X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs), callbacks=cb
-                    )
-                if self.cvae_ is not None:  # "mixup" and "nngmix" have no C-VAE
-                    with _stage(f"episode {e} (fine-tuning the C-VAE)"):
-                        self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs), callbacks=cb)
-            val_auc = self._auc(y_val, self.detector_.decision_function(X_val)) if len(y_val) else float("nan")
-            sel = keep.detach().cpu()
-            row = {
-                "episode": e,
-                "pseudo_labels": self.used_pseudo_labels_,
-                "candidates": int(cand.shape[0]),
-                "accepted": int(terms["accepted"].sum()),
-                "kept": int(len(kept)),
-                "generated_total": int(len(generated)),
-                "weights_diversity": reward.weights[0],
-                "weights_deception": reward.weights[1],
-                "reward_mean_kept": _mean(terms["reward"][sel]),
-                "entropy_gain_mean_kept": _mean(terms["entropy_gain"][sel]),
-                "deception_mean_kept": _mean(terms["deception"][sel]),
-                "w_mean_kept": _mean(terms["w"][sel]),
-                "anomaly_set_entropy": _safe(kl_entropy, np.vstack([anchors, generated])),
-                "detector_loss": _last(self.detector_.history_, "train_loss"),
-                "val_auc": val_auc,
-                "seconds": time.perf_counter() - t0,
-                **ppo_stats,
-            }
-            self.history_.append(row)
-            cb.on_episode_end(e, 1 + self.episodes, row)
-            if not math.isnan(val_auc):
-                if math.isnan(best_auc) or val_auc > best_auc + 1e-4:
-                    best_auc, best_state, self.best_episode_, stall = val_auc, (self.detector_.state_dict(), generated), e, 0
-                else:
-                    stall += 1
-                    if stall >= self.patience:
-                        break
-            else:
-                best_state, self.best_episode_ = (self.detector_.state_dict(), generated), e
-        state, generated = best_state
-        self.detector_.model_.load_state_dict(state)
-        self.detector_._set_threshold(self._combined(X_tr, y_tr, generated)[0])
-        return generated
+            if self.cvae_ is not None:  # "mixup" and "nngmix" have no C-VAE
+                with _stage(f"episode {e} (fine-tuning the C-VAE)"):
+                    self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs), callbacks=cb)
+        # 6. the record (§8.5)
+        sel = keep.detach().cpu()
+        return {
+            "episode": e,
+            "pseudo_labels": self.used_pseudo_labels_,
+            "candidates": int(cand.shape[0]),
+            "accepted": int(terms["accepted"].sum()),
+            "kept": int(len(kept)),
+            "generated_total": int(len(loop.generated)),
+            "weights_diversity": loop.reward.weights[0],
+            "weights_deception": loop.reward.weights[1],
+            "reward_mean_kept": _mean(terms["reward"][sel]),
+            "entropy_gain_mean_kept": _mean(terms["entropy_gain"][sel]),
+            "deception_mean_kept": _mean(terms["deception"][sel]),
+            "w_mean_kept": _mean(terms["w"][sel]),
+            "anomaly_set_entropy": _safe(kl_entropy, np.vstack([data.anchors, loop.generated])),
+            "detector_loss": _last(self.detector_.history_, "train_loss"),
+            "val_auc": self._val_auc(data),
+            "seconds": time.perf_counter() - t0,
+            **ppo_stats,
+        }
+
+    def _should_stop(self, e: int, val_auc: float, loop: _Loop) -> bool:
+        """Keep the best episode by validation AUC; stop after ``patience`` episodes without a
+        better one. Without held-out rows every episode runs and the last is kept (§8.4)."""
+        if math.isnan(val_auc):
+            loop.best_state, self.best_episode_ = (self.detector_.state_dict(), loop.generated), e
+            return False
+        if math.isnan(loop.best_auc) or val_auc > loop.best_auc + 1e-4:
+            loop.best_auc, self.best_episode_, loop.stall = val_auc, e, 0
+            loop.best_state = (self.detector_.state_dict(), loop.generated)
+            return False
+        loop.stall += 1
+        return loop.stall >= self.patience
 
     # ------------------------------------------------------------------------------ scoring
     def _check_fitted(self) -> None:

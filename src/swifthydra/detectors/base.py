@@ -368,6 +368,17 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
         self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
 
+    def set_threshold(self, X: Any) -> None:
+        """Recompute ``decision_scores_``, ``threshold_`` and ``labels_`` on rows ``X`` (e.g. after
+        restoring other weights with :meth:`load_state_dict`)."""
+        self._check_fitted()
+        self._set_threshold(check_X(X, name="X", n_features=self.n_features_in_, dtype=np.float32))
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Put the weights of an earlier :meth:`state_dict` back into the fitted network."""
+        self._check_fitted()
+        self.model_.load_state_dict(state)
+
     # -- scoring --------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
