@@ -17,6 +17,7 @@ from swifthydra.exceptions import InvalidInputError
 from swifthydra.rl.reward import (
     EntropyGain,
     HydraReward,
+    boundary_deception,
     combine_reward,
     deception,
     entropy_gain,
@@ -148,6 +149,47 @@ def test_deception_grows_as_detector_probability_falls() -> None:
     assert torch.isfinite(extreme).all()
     assert extreme[0].item() == pytest.approx(-math.log(1e-6), rel=1e-5)
     assert extreme[1].item() == 0.0 and extreme[4].item() == 0.0
+
+
+def test_boundary_deception_peaks_at_the_detector_boundary() -> None:
+    w = torch.tensor([0.999, 0.9, 0.5, 0.1, 1e-4])
+    d = boundary_deception(w, center=0.0, width=1.0, scale=2.0)
+    assert d[2].item() == pytest.approx(2.0, rel=1e-5)
+    assert int(torch.argmax(d)) == 2
+    assert d[0] < d[1] < d[2] and d[2] > d[3] > d[4]
+    # the centre moves the peak: a threshold logit of 2 prefers W = sigmoid(2) ≈ 0.88
+    shifted = boundary_deception(torch.tensor([0.5, 0.88, 0.99]), center=2.0, width=1.0)
+    assert int(torch.argmax(shifted)) == 1
+    extreme = boundary_deception(torch.tensor([0.0, 1.0, -3.0, 7.0, float("nan")]))
+    assert torch.isfinite(extreme).all() and extreme[4].item() == 0.0
+    with pytest.raises(InvalidInputError):
+        boundary_deception(w, width=0.0)
+
+
+def test_boundary_mode_ranks_mid_band_candidate_above_flagged_and_deep_normal() -> None:
+    """'log' rewards the candidate scored deep among normals most; 'boundary' the one the
+    detector is unsure about, above both the one it already flags and the deep-normal one."""
+    anomalies = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    cand = torch.tensor([[5.0, 5.0], [5.0, -5.0], [-5.0, 5.0]])  # flagged, mid-band, deep normal
+    w_of = {5.0: 0.95, -5.0: 0.001}
+
+    def detector(x: torch.Tensor) -> torch.Tensor:
+        out = torch.full((x.shape[0],), 0.5)
+        out[x[:, 1] == 5.0] = torch.tensor([w_of[float(v)] for v in x[x[:, 1] == 5.0, 0]])
+        return out
+
+    log_r = HydraReward(anomalies, detector=detector, episode=10, lam=0.0)(cand)
+    assert int(torch.argmax(log_r)) == 2
+    bnd = HydraReward(anomalies, detector=detector, episode=10, lam=0.0, deception_mode="boundary")
+    r = bnd(cand)
+    assert r[1] > r[0] and r[1] > r[2]
+    # update() moves the boundary with the detector: centred at logit(0.95) the flagged one wins
+    bnd.update(boundary_center=math.log(0.95 / 0.05), boundary_width=0.5)
+    assert int(torch.argmax(bnd(cand))) == 0
+    with pytest.raises(InvalidInputError):
+        HydraReward(anomalies, deception_mode="hinge")
+    with pytest.raises(InvalidInputError):
+        bnd.update(boundary_width=-1.0)
 
 
 def test_weight_shifts_from_diversity_to_deception() -> None:

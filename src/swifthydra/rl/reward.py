@@ -12,6 +12,9 @@ with ``e`` the episode index of the self-reinforcing loop (docs/design.md §7):
   from ``x̂`` to its k-th nearest anomaly instead.
 * ``−log W(x̂)`` — **deception**: large when the current detector's anomaly probability ``W(x̂)``
   is small, i.e. the detector misses ``x̂``.
+  ``deception_mode="boundary"`` replaces it by :func:`boundary_deception`, a bump centred on
+  the detector's decision boundary: it rewards candidates the detector is unsure about, not
+  those it scores deep among normal rows (labelled anomalies there are label noise).
 * ``γ^e`` moves the weight from diversity (early episodes) to deception (late episodes).
 * ``violation(x̂) ∈ {0, 1}`` — **label-noise guard**: a candidate whose k-th nearest *normal*
   row is closer than a data-driven margin (see :func:`normal_margin`) sits inside dense normal data;
@@ -41,6 +44,7 @@ from swifthydra.exceptions import InvalidInputError
 __all__ = [
     "EntropyGain",
     "HydraReward",
+    "boundary_deception",
     "combine_reward",
     "deception",
     "entropy_gain",
@@ -267,6 +271,28 @@ def deception(w: Any, eps: float = 1e-6) -> torch.Tensor:
     return -torch.log(w.clamp(min=eps, max=1.0))
 
 
+def boundary_deception(
+    w: Any, center: float = 0.0, width: float = 1.0, scale: float = 2.0, eps: float = 1e-6
+) -> torch.Tensor:
+    """Boundary deception term: ``scale · exp(−½ ((logit W − center) / width)²)`` (shape (B,)).
+
+    Largest (``scale``) for candidates the detector scores at its decision boundary ``center``
+    (a logit, e.g. the detector's threshold), falling to 0 both for candidates it already flags
+    with confidence and for ones it scores deep among normal rows. ``−log W`` instead keeps
+    rewarding the latter, which, labelled anomalies, are label noise. ``W`` is clamped into
+    ``[eps, 1 − eps]``; NaN gives 0.
+    """
+    if not width > 0.0:
+        raise InvalidInputError(f"width must be > 0, got {width!r}.")
+    w = w if isinstance(w, torch.Tensor) else torch.as_tensor(np.asarray(w, dtype=np.float32))
+    w = w.float().reshape(-1)
+    nan = torch.isnan(w)
+    w = torch.nan_to_num(w, nan=0.5).clamp(min=eps, max=1.0 - eps)
+    z = (torch.log(w) - torch.log1p(-w) - float(center)) / float(width)
+    out = float(scale) * torch.exp(-0.5 * z * z)
+    return torch.where(nan, torch.zeros_like(out), out)
+
+
 def reward_weights(episode: int, lam: float = 1.0, gamma: float = 0.9) -> tuple[float, float]:
     """Weights ``(λ·γ^e, 1 − γ^e)`` of the diversity and the deception term in episode ``e``."""
     if episode < 0:
@@ -387,6 +413,13 @@ class HydraReward:
         (:func:`guard_violation`).
     w_eps : float
         Lower clamp of ``W`` in the deception term.
+    deception_mode : {"log", "boundary"}
+        ``"log"``: the deception term is ``−log W`` (:func:`deception`). ``"boundary"``:
+        :func:`boundary_deception`, largest for candidates the detector scores at the logit
+        ``boundary_center`` (±``boundary_width``), worth ``boundary_scale`` there.
+    boundary_center, boundary_width, boundary_scale : float
+        Shape of the ``"boundary"`` term; :meth:`update` moves the centre and width with the
+        detector (e.g. its threshold and the spread of its training scores).
     invalid_reward : float
         Reward of a candidate with non-finite coordinates (never accepted).
     seed : int
@@ -413,7 +446,21 @@ class HydraReward:
         w_eps: float = 1e-6,
         invalid_reward: float = -20.0,
         seed: int = 0,
+        deception_mode: str = "log",
+        boundary_center: float = 0.0,
+        boundary_width: float = 1.0,
+        boundary_scale: float = 2.0,
     ) -> None:
+        if deception_mode not in ("log", "boundary"):
+            raise InvalidInputError(
+                f"deception_mode must be 'log' or 'boundary', got {deception_mode!r}."
+            )
+        if not boundary_width > 0.0:
+            raise InvalidInputError(f"boundary_width must be > 0, got {boundary_width!r}.")
+        self.deception_mode = deception_mode
+        self.boundary_center = float(boundary_center)
+        self.boundary_width = float(boundary_width)
+        self.boundary_scale = float(boundary_scale)
         self.k = k
         self.lam = lam
         self.gamma = gamma
@@ -467,8 +514,11 @@ class HydraReward:
         detector: Callable[[torch.Tensor], Any] | None = None,
         episode: int | None = None,
         normals: Any = None,
+        boundary_center: float | None = None,
+        boundary_width: float | None = None,
     ) -> HydraReward:
-        """Move to the next episode: new anomaly set, detector, episode index or normals.
+        """Move to the next episode: new anomaly set, detector, episode index or normals
+        (and, for ``deception_mode="boundary"``, a new boundary centre or width).
 
         The guard margin keeps using the anomalies given at construction (the real, known ones):
         generated anomalies joining the set never move it. New ``normals`` recompute it.
@@ -479,6 +529,12 @@ class HydraReward:
             self.episode = episode
         if detector is not None:
             self.detector = detector
+        if boundary_center is not None:
+            self.boundary_center = float(boundary_center)
+        if boundary_width is not None:
+            if not boundary_width > 0.0:
+                raise InvalidInputError(f"boundary_width must be > 0, got {boundary_width!r}.")
+            self.boundary_width = float(boundary_width)
         if anomalies is not None:
             self.anomalies = _as_tensor(anomalies, name="anomalies")
             self._gain = EntropyGain(
@@ -521,7 +577,12 @@ class HydraReward:
             w = self.detector(xs)
             w = w if isinstance(w, torch.Tensor) else torch.as_tensor(np.asarray(w))
             w = w.to(x.device).float().reshape(-1)
-            dec = deception(w, self.w_eps)
+            if self.deception_mode == "boundary":
+                dec = boundary_deception(
+                    w, self.boundary_center, self.boundary_width, self.boundary_scale, self.w_eps
+                )
+            else:
+                dec = deception(w, self.w_eps)
         else:
             w = torch.full_like(gain, float("nan"))
             dec = torch.zeros_like(gain)
