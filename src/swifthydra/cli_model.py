@@ -413,6 +413,14 @@ def score(
                      "nan (keep the row with empty score, is_anomaly and probability)."),
     ] = "fail",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(help="local, or ray: DATA is Parquet files (a glob such as 'data/part-*.parquet' or a directory), "
+                     "scored on a Ray actor pool; --out is a directory, one output file per input file."),
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address with --engine ray (default: RAY_ADDRESS or a local Ray).")
+    ] = None,
 ) -> None:
     """Score a table in chunks: writes score, is_anomaly (score > threshold) and probability per row.
 
@@ -422,6 +430,12 @@ def score(
     """
     from swifthydra.datasets.table import BAD_ROWS
 
+    if engine != "local":
+        from swifthydra.distributed.ray import score_command
+
+        score_command(model_dir, str(data), out, engine=engine, address=address, id_column=id_column,
+                      chunk_rows=chunk_rows, on_bad_rows=on_bad_rows, force=force, as_json=as_json)
+        return
     out_kind = _output_kind(out)
     if chunk_rows < 1:
         raise InvalidInputError(f"--chunk-rows must be >= 1, got {chunk_rows}.")
