@@ -211,3 +211,26 @@ def test_few_known_anomalies_run_every_episode_on_all_rows(monkeypatch):
     held = SwiftHydra(random_state=0, **{**TINY, "episodes": 1, "min_validation_anomalies": 8}).fit(X, y)
     assert not np.isnan(held.history_[0]["val_auc"])
     assert seen[-1][2]["eval_set"] is not None and seen[-1][1] < 8
+
+
+def test_boundary_deception_centres_the_reward_on_the_detectors_threshold(monkeypatch):
+    from _presets import MICRO
+    from swifthydra.rl import HydraReward
+
+    seen = []
+    update = HydraReward.update
+
+    def spy(self, *args, **kwargs):
+        seen.append((self.deception_mode, kwargs.get("boundary_center"), kwargs.get("boundary_width")))
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(HydraReward, "update", spy)
+    X, y, _ = _data()
+    model = SwiftHydra(**MICRO, deception="boundary", random_state=0).fit(X, y)
+    assert seen and all(mode == "boundary" and np.isfinite(center) and width > 0 for mode, center, width in seen)
+    assert len(model.history_) > 1
+    seen.clear()
+    SwiftHydra(**MICRO, random_state=0).fit(X, y)
+    assert seen and all(mode == "log" and center is None for mode, center, _ in seen)
+    with pytest.raises(InvalidInputError, match="deception"):
+        SwiftHydra(deception="gan").fit(X, y)

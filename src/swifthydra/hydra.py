@@ -153,6 +153,11 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         goes through the same reward-based selection (:mod:`swifthydra.generators`, whose
         samplers run the same steps around any detector). ``"none"`` generates nothing. All but
         ``"rl"`` are ablations.
+    deception : {"log", "boundary"}, default="log"
+        The deception term of the reward: ``-log W`` (the paper's), or a bump on the current
+        detector's logit centred at its threshold, as wide as the spread of its training scores
+        (``"boundary"``: candidates near the decision boundary; opt-in, measured in
+        docs/benchmarks.md).
     distill : bool, default=True
         Distil the MoME from the large detector's scores.
     validation_fraction : float, default=0.2
@@ -220,6 +225,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         "n_experts": [Interval(Integral, 1, None, closed="left"), None],
         "inference": [StrOptions(set(_INFERENCE))],
         "generator": [StrOptions(set(_GENERATORS))],
+        "deception": [StrOptions({"log", "boundary"})],
         "distill": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "min_validation_anomalies": [Interval(Integral, 2, None, closed="left")],
@@ -250,6 +256,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         n_experts: int | None = None,
         inference: str = "mome",
         generator: str = "rl",
+        deception: str = "log",
         distill: bool = True,
         validation_fraction: float = 0.2,
         min_validation_anomalies: int = 25,
@@ -277,6 +284,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self.n_experts = n_experts
         self.inference = inference
         self.generator = generator
+        self.deception = deception
         self.distill = distill
         self.validation_fraction = validation_fraction
         self.min_validation_anomalies = min_validation_anomalies
@@ -517,7 +525,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
         loop = _Loop(
             reward=make_reward(data.anchors, data.normals, self._detector_probability,
-                               lam=self.lam, gamma=self.gamma, seed=seed),
+                               lam=self.lam, gamma=self.gamma, seed=seed, deception_mode=self.deception),
             proposer=LatentProposer(self.generator, num_envs=int(self.num_envs), horizon=int(self.horizon),
                                     ppo_iterations=int(self.ppo_iterations)),
             top_l=self.top_l if self.top_l is not None else default_top_l(len(data.anchors)),
@@ -547,7 +555,13 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         t0 = time.perf_counter()
         # 1. the reward follows the anomaly set so far and the current detector (§7)
         anomaly_set = np.vstack([data.anchors, loop.generated])
-        loop.reward.update(anomalies=torch.from_numpy(anomaly_set), detector=self._detector_probability, episode=e)
+        boundary = {}
+        if self.deception == "boundary":  # the bump sits on the detector's threshold logit
+            boundary = {"boundary_center": float(self.detector_.threshold_),
+                        "boundary_width": max(float(np.std(self.detector_.decision_scores_)), 1e-3)}
+        loop.reward.update(
+            anomalies=torch.from_numpy(anomaly_set), detector=self._detector_probability, episode=e, **boundary
+        )
         # 2. candidates: agent rollouts, C-VAE samples or mixes (§6.4)
         what = {"rl": "training the PPO agent", "cvae": "sampling the C-VAE"}.get(self.generator, "mixing anomalies")
         with _stage(f"episode {e} ({what})"):

@@ -44,14 +44,18 @@ def guard_normals(normals: np.ndarray, seed: int) -> np.ndarray:
     return normals
 
 
-def make_reward(anchors: np.ndarray, normals: np.ndarray, detector: Callable, *, lam: float, gamma: float, seed: int):
-    """Swift Hydra's reward for the first episode (call ``.update(...)`` for the next ones)."""
+def make_reward(
+    anchors: np.ndarray, normals: np.ndarray, detector: Callable, *, lam: float, gamma: float, seed: int,
+    deception_mode: str = "log",
+):
+    """Swift Hydra's reward for the first episode (call ``.update(...)`` for the next ones);
+    ``deception_mode`` as :class:`~swifthydra.rl.HydraReward`'s."""
     from swifthydra.rl import HydraReward
 
     return HydraReward(
         torch.from_numpy(np.ascontiguousarray(anchors, dtype=np.float32)),
         torch.from_numpy(np.ascontiguousarray(guard_normals(normals, seed), dtype=np.float32)),
-        detector, episode=1, lam=float(lam), gamma=float(gamma), seed=seed,
+        detector, episode=1, lam=float(lam), gamma=float(gamma), seed=seed, deception_mode=deception_mode,
     )
 
 
