@@ -37,20 +37,16 @@ def truth_labels(values, column: str, positive_label: str | None = None):
     anomalies and every other value is normal.
     """
     import numpy as np
-    import pandas as pd
 
-    text = pd.Series(values).astype("string").str.strip()
-    text = text.mask(text == "")
+    from swifthydra.datasets.table import label_text, matches_label
+
+    text = label_text(values)
     known = text.notna().to_numpy(dtype=bool)
     low = text.str.lower()
     present = text.dropna()
     if positive_label is not None:
         target = str(positive_label).strip()
-        y = (low == target.lower()).fillna(False).to_numpy(dtype=bool)
-        number = pd.to_numeric(pd.Series([target]), errors="coerce").iloc[0]
-        if not pd.isna(number):
-            parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            y |= parsed == float(number)
+        y = matches_label(text, target)
         if not y.any():
             raise InvalidInputError(
                 f"no value of truth column {column!r} is {target!r} (--positive-label); its most frequent values "
@@ -120,13 +116,7 @@ def _plots(y, scores, m: dict[str, Any], out_dir: Path, title: str) -> list[Path
     ax.scatter([fpr_at], [m["recall"]], color="tab:red", zorder=3, label=f"threshold {m['threshold']:.4g}")
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="false positive rate (normal rows flagged)",
            ylabel="true positive rate (recall)")
-    ax.set_title(f"ROC: {title}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    paths.append(out_dir / PLOT_FILES[0])
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(plt, fig, ax, f"ROC: {title}", "lower right", out_dir / PLOT_FILES[0]))
 
     fig, ax = plt.subplots(figsize=(5, 4.6))
     precision, recall, _ = precision_recall_curve(y, scores)
@@ -136,14 +126,19 @@ def _plots(y, scores, m: dict[str, Any], out_dir: Path, title: str) -> list[Path
     ax.scatter([m["recall"]], [m["precision"]], color="tab:red", zorder=3, label=f"threshold {m['threshold']:.4g}")
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="recall (anomalies found)",
            ylabel="precision (flagged rows that are anomalies)")
-    ax.set_title(f"Precision-recall: {title}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    paths.append(out_dir / PLOT_FILES[1])
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save(plt, fig, ax, f"Precision-recall: {title}", "best", out_dir / PLOT_FILES[1]))
     return paths
+
+
+def _save(plt, fig, ax, title: str, legend_loc: str, path: Path) -> Path:
+    """Title, grid and legend of one evaluation plot; write it as PNG and close it."""
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc=legend_loc)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def evaluate(

@@ -849,6 +849,27 @@ POSITIVE_LABELS = ("1", "1.0", "true", "yes", "y", "anomaly")
 NEGATIVE_LABELS = ("0", "0.0", "false", "no", "n", "normal")
 
 
+def label_text(values):
+    """The values of a label column as trimmed text (a pandas string Series); empty -> missing."""
+    pd = _pandas()
+    text = pd.Series(values).astype("string").str.strip()
+    return text.mask(text == "")
+
+
+def matches_label(text, positive_label: str) -> np.ndarray:
+    """Rows of :func:`label_text` equal to ``positive_label``: as text (trimmed, any case), or as
+    numbers when both are numbers (``"1"`` matches ``1.0``)."""
+    pd = _pandas()
+    target = str(positive_label).strip()
+    match = (text.str.lower() == target.lower()).fillna(False).to_numpy(dtype=bool)
+    number = pd.to_numeric(pd.Series([target]), errors="coerce").iloc[0]
+    if not pd.isna(number):
+        with np.errstate(invalid="ignore"):
+            parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        match |= parsed == float(number)
+    return match
+
+
 def _distinct(values, n: int = 5) -> list[str]:
     counts = values.value_counts()
     return [str(v) for v in counts.index[:n]]
@@ -866,21 +887,13 @@ def labels_from_column(values, positive_label: str | None = None, *, column: str
     n or normal), e.g. ``fraud``/``legit``; and when more than half the rows come out as known
     anomalies (an inverted label, or the -1/1 convention where 1 means normal).
     """
-    pd = _pandas()
-    s = pd.Series(values)
-    text = s.astype("string").str.strip()
-    text = text.mask(text == "")
+    text = label_text(values)
     as_str = text.str.lower()
     present = text.dropna()
     hint = "pass --positive-label VALUE (positive_label= in Python) with the value that marks known anomalies"
     if positive_label is not None:
         target = str(positive_label).strip()
-        positive = (as_str == target.lower()).fillna(False).to_numpy(dtype=bool)
-        number = pd.to_numeric(pd.Series([target]), errors="coerce").iloc[0]
-        if not pd.isna(number):
-            with np.errstate(invalid="ignore"):
-                parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            positive |= parsed == float(number)
+        positive = matches_label(text, target)
         if not positive.any():
             raise InvalidInputError(
                 f"no value of label column {column!r} is {target!r} (--positive-label); its most frequent values are "
