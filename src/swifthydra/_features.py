@@ -10,6 +10,8 @@ float64 torch twin, so the exported graph computes the same numbers instead of a
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import nn
 
 from swifthydra._power import PowerGate
 
@@ -85,46 +87,38 @@ class FeatureScaler:
         return _TorchFeatureScaler(self)
 
 
-def _torch_module_class():
-    import torch
-    from torch import nn
+class _TorchFeatureScaler(nn.Module):
+    """:class:`FeatureScaler` as torch ops (float64 in, float32 out), for the ONNX graph."""
 
-    class TorchFeatureScaler(nn.Module):
-        def __init__(self, scaler: FeatureScaler) -> None:
-            super().__init__()
-            self.register_buffer("center", torch.from_numpy(np.ascontiguousarray(scaler.center_, dtype=np.float64)))
-            self.register_buffer("scale", torch.from_numpy(np.ascontiguousarray(scaler.scale_, dtype=np.float64)))
-            gate = scaler.power_
-            self.power = gate.columns.size > 0
-            if self.power:  # the Yeo-Johnson transform of the gated columns (swifthydra._power)
-                lam, lo, hi, _, _, slope = gate._edges(slice(None))
-                for name, value in {"p_columns": gate.columns, "p_lambda": lam, "p_low": lo, "p_high": hi,
-                                    "p_slope": slope, "p_center": gate.center, "p_scale": gate.scale}.items():
-                    self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)))
+    def __init__(self, scaler: FeatureScaler) -> None:
+        super().__init__()
+        self.register_buffer("center", torch.from_numpy(np.ascontiguousarray(scaler.center_, dtype=np.float64)))
+        self.register_buffer("scale", torch.from_numpy(np.ascontiguousarray(scaler.scale_, dtype=np.float64)))
+        gate = scaler.power_
+        self.power = gate.columns.size > 0
+        if self.power:  # the Yeo-Johnson transform of the gated columns (swifthydra._power)
+            lam, lo, hi, _, _, slope = gate._edges(slice(None))
+            for name, value in {"p_columns": gate.columns, "p_lambda": lam, "p_low": lo, "p_high": hi,
+                                "p_slope": slope, "p_center": gate.center, "p_scale": gate.scale}.items():
+                self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(value)))
 
-        def _power(self, z: torch.Tensor) -> torch.Tensor:
-            """Yeo-Johnson of the gated columns inside their training range, linear beyond it."""
-            cols = z.index_select(1, self.p_columns)  # (B, P)
-            inside = torch.minimum(torch.maximum(cols, self.p_low), self.p_high)
-            lam = self.p_lambda
-            two = 2.0 - lam
-            near0, near2 = lam.abs() < 1e-8, two.abs() < 1e-8
-            pos = torch.where(near0, torch.log1p(inside.clamp(min=0.0)),
-                              torch.expm1(lam * torch.log1p(inside.clamp(min=0.0))) / torch.where(near0, 1.0, lam))
-            neg = torch.where(near2, -torch.log1p(-inside.clamp(max=0.0)),
-                              -torch.expm1(two * torch.log1p(-inside.clamp(max=0.0))) / torch.where(near2, 1.0, two))
-            t = torch.where(inside >= 0, pos, neg) + self.p_slope * (cols - inside)
-            t = (t - self.p_center) / self.p_scale
-            return z.index_copy(1, self.p_columns, t)
+    def _power(self, z: torch.Tensor) -> torch.Tensor:
+        """Yeo-Johnson of the gated columns inside their training range, linear beyond it."""
+        cols = z.index_select(1, self.p_columns)  # (B, P)
+        inside = torch.minimum(torch.maximum(cols, self.p_low), self.p_high)
+        lam = self.p_lambda
+        two = 2.0 - lam
+        near0, near2 = lam.abs() < 1e-8, two.abs() < 1e-8
+        pos = torch.where(near0, torch.log1p(inside.clamp(min=0.0)),
+                          torch.expm1(lam * torch.log1p(inside.clamp(min=0.0))) / torch.where(near0, 1.0, lam))
+        neg = torch.where(near2, -torch.log1p(-inside.clamp(max=0.0)),
+                          -torch.expm1(two * torch.log1p(-inside.clamp(max=0.0))) / torch.where(near2, 1.0, two))
+        t = torch.where(inside >= 0, pos, neg) + self.p_slope * (cols - inside)
+        t = (t - self.p_center) / self.p_scale
+        return z.index_copy(1, self.p_columns, t)
 
-        def forward(self, features: torch.Tensor) -> torch.Tensor:  # (B, F) float64
-            z = ((features - self.center) / self.scale).clamp(-MAX_STANDARDISED, MAX_STANDARDISED)
-            if self.power:
-                z = self._power(z).clamp(-MAX_STANDARDISED, MAX_STANDARDISED)
-            return z.to(torch.float32)
-
-    return TorchFeatureScaler
-
-
-def _TorchFeatureScaler(scaler: FeatureScaler):  # noqa: N802 - builds the module class lazily (no torch import at load)
-    return _torch_module_class()(scaler)
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # (B, F) float64
+        z = ((features - self.center) / self.scale).clamp(-MAX_STANDARDISED, MAX_STANDARDISED)
+        if self.power:
+            z = self._power(z).clamp(-MAX_STANDARDISED, MAX_STANDARDISED)
+        return z.to(torch.float32)

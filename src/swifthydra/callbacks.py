@@ -176,8 +176,9 @@ class EpisodeLog(Callback):
         self._print(f"episode {episode}/{total - 1} ...")
 
     def on_episode_end(self, episode, total, record):
-        extra = _fmt(record, ("kept", "generated_total", "val_auc"))
-        self._print(f"episode {episode}/{total - 1} done {extra} [{record.get('seconds', 0.0):.1f} s]".replace("  ", " "))
+        parts = [f"episode {episode}/{total - 1} done", _fmt(record, ("kept", "generated_total", "val_auc")),
+                 f"[{record.get('seconds', 0.0):.1f} s]"]
+        self._print(" ".join(p for p in parts if p))
 
 
 class ProgressBar(Callback):

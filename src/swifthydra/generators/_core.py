@@ -69,24 +69,6 @@ def select(reward, cand: torch.Tensor, top_l: int) -> tuple[np.ndarray, torch.Te
     return kept, keep, terms
 
 
-class FeatureSpace:
-    """The space the C-VAE and the agent work in, as :class:`~swifthydra.hydra.SwiftHydra` builds
-    it (its :class:`~swifthydra._features.FeatureScaler`): standardised columns, heavily skewed
-    ones power-transformed (``feature_transform``), float32; :meth:`inverse` maps rows back to the
-    input's units."""
-
-    def __init__(self, X: np.ndarray, feature_transform: str = "auto", seed: int = 0) -> None:
-        from swifthydra._features import FeatureScaler
-
-        self.scaler = FeatureScaler.fit(X, feature_transform, seed)
-
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        return self.scaler.transform(X)
-
-    def inverse(self, Z: np.ndarray) -> np.ndarray:
-        return self.scaler.inverse_transform(Z)
-
-
 # ------------------------------------------------------------------------------------- mixing
 def _neighbours(queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool = False) -> np.ndarray:
     """Indices (len(queries), k') of each query's nearest reference rows, nearest first.

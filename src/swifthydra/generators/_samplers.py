@@ -16,11 +16,11 @@ import torch
 from imblearn.base import BaseSampler
 from sklearn.base import clone
 
+from swifthydra._features import FeatureScaler
 from swifthydra._torch import torch_threads
 from swifthydra._validation import check_X, check_y, seed_from
 from swifthydra.exceptions import InvalidInputError
 from swifthydra.generators._core import (
-    FeatureSpace,
     LatentProposer,
     default_top_l,
     generated_weight,
@@ -375,9 +375,9 @@ class _LatentGenerator(BaseGenerator):
     def _run(self, X, y, seed):
         from swifthydra.generative import CVAE
 
-        space = FeatureSpace(X, self.feature_transform, seed)
+        space = FeatureScaler.fit(X, self.feature_transform, seed)
         Xs = space.transform(X)
-        unscale = space.inverse
+        unscale = space.inverse_transform
 
         est = default_estimator() if self.estimator is None else self.estimator
         if not _is_fitted(est):

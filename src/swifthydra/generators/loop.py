@@ -23,11 +23,11 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import roc_auc_score
 
+from swifthydra._features import FeatureScaler
 from swifthydra._torch import torch_threads
 from swifthydra._validation import check_X, check_y, seed_from
 from swifthydra.exceptions import InvalidInputError, NotFittedError
 from swifthydra.generators._core import (
-    FeatureSpace,
     LatentProposer,
     default_top_l,
     generated_weight,
@@ -86,7 +86,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
     ``fit(X, y)`` (y: 1 = known anomaly, 0 = unlabeled):
 
     1. **Episode 0.** A copy of ``estimator`` is fitted on the real rows; for ``"rl"`` and
-       ``"cvae"`` the conditional VAE is trained on them (in :class:`FeatureSpace` units).
+       ``"cvae"`` the conditional VAE is trained on them (in :class:`~swifthydra._features.FeatureScaler` units, as SwiftHydra's).
     2. **Episodes 1..E.** Candidates are proposed (agent rollouts, C-VAE samples, NNG-Mix or
        mixup), rewarded by Swift Hydra's reward (diversity ``lam · gamma^e``, deception
        ``1 − gamma^e`` against the current classifier's ``W(x)``, the label-noise guard) and the
@@ -308,7 +308,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
         self.sample_weight_ = w
 
     def _episodes(self, X_tr, y_tr, val_auc, best, seed, CVAE):
-        space = FeatureSpace(X_tr, self.feature_transform, seed)
+        space = FeatureScaler.fit(X_tr, self.feature_transform, seed)
         Xs = space.transform(X_tr)
         anchors, normals = Xs[y_tr == 1], Xs[y_tr == 0]
         bounds = (Xs.min(axis=0), Xs.max(axis=0))
@@ -319,7 +319,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
         current = {"est": best[1]}
 
         def detector(x: torch.Tensor) -> torch.Tensor:
-            rows = space.inverse(x.detach().to("cpu", torch.float32).numpy())
+            rows = space.inverse_transform(x.detach().to("cpu", torch.float32).numpy())
             p = anomaly_probability(current["est"], rows)
             return torch.as_tensor(p, dtype=torch.float32, device=x.device)
 
@@ -340,7 +340,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
             self.policy_ = proposer.policy
             kept, keep, terms = select(reward, cand, top_l)
             generated = np.vstack([generated, kept])
-            est, gen_used, w = self._fit_estimator(X_tr, y_tr, space.inverse(generated), seed + e)
+            est, gen_used, w = self._fit_estimator(X_tr, y_tr, space.inverse_transform(generated), seed + e)
             current["est"] = est
             if self.cvae_ is not None and self.finetune_epochs > 0:
                 X_comb = np.vstack([Xs, generated]).astype(np.float32)
