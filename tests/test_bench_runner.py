@@ -249,7 +249,7 @@ def test_process_pool_survives_crash_and_timeout(tmp_path, tiny_npz, plugin):
     s = run_benchmark([str(tiny_npz)], out=out, labeled_ratios=[0.1], seeds=[1],
                       models="t-mean,t-labels,t-history,ecod",
                       params=["t-mean.mode=crash", "t-labels.mode=hang"],
-                      jobs=2, timeout=4)
+                      jobs=2, timeout=8)
     assert s.ran == 4
     df = _rows(out).set_index("model")
     assert df.loc["t-mean", "status"] == "error"
@@ -257,6 +257,42 @@ def test_process_pool_survives_crash_and_timeout(tmp_path, tiny_npz, plugin):
     assert df.loc["t-labels", "status"] == "timeout"
     assert df.loc["t-history", "status"] == "ok" and df.loc["ecod", "status"] == "ok"
     assert df.loc["ecod", "backend"] == "local"
+
+
+def test_timeout_counts_from_the_cell_not_the_worker_start(tmp_path, tiny_npz, plugin_dir,
+                                                          monkeypatch):
+    """A worker slow to start (spawn, imports: a loaded CI machine) does not time its cell out."""
+    (plugin_dir / "swifthydra_bench_slowplugin.py").write_text(textwrap.dedent('''
+        import time
+
+        import numpy as np
+
+        from swifthydra.bench import register_model
+
+        time.sleep(3.0)  # a slow import, paid once per worker process
+
+
+        class Fast:
+            def fit(self, X, y=None):
+                self.mu_ = np.asarray(X).mean(axis=0)
+                return self
+
+            def decision_function(self, X):
+                return ((np.asarray(X) - self.mu_) ** 2).sum(axis=1)
+
+
+        @register_model("t-slowimport", peer=False, warmup=False)
+        def _fast(seed, n_jobs, **params):
+            return Fast()
+    '''))
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    monkeypatch.setenv("SWIFTHYDRA_BENCH_PLUGINS", "swifthydra_bench_slowplugin")
+    importlib.import_module("swifthydra_bench_slowplugin")
+    out = tmp_path / "r.sqlite"
+    run_benchmark([str(tiny_npz)], out=out, labeled_ratios=[0.1], seeds=[1],
+                  models="t-slowimport", jobs=1, timeout=2)
+    row = _rows(out).set_index("model").loc["t-slowimport"]
+    assert row.status == "ok", row.error
 
 
 SHARED = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "adbench"

@@ -4,7 +4,9 @@ The pool keeps ``jobs`` long-lived worker processes (``spawn`` start method) and
 cell at a time over a pipe. Because the driver knows which cell each worker runs, a worker that
 dies (segfault, out-of-memory kill) or overruns the per-cell ``timeout`` is killed, its cell is
 recorded with ``status="error"`` or ``"timeout"``, and a fresh worker takes its place: the run
-goes on. Workers exit on their own when the driver disappears (a parent-death signal on Linux
+goes on. A cell's ``timeout`` runs from the moment its worker reports that it started the cell, so
+the time a fresh worker spends spawning and importing (seconds on a loaded machine) never
+counts against a cell. Workers exit on their own when the driver disappears (a parent-death signal on Linux
 and a watchdog thread elsewhere), so killing the driver with SIGKILL leaves no orphans.
 """
 
@@ -78,6 +80,17 @@ def _worker_main(conn, parent_pid: int) -> None:  # pragma: no cover - runs in a
     threading.Thread(target=_watchdog, args=(parent_pid,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's business
     from swifthydra.bench.cell import execute_cell
+    from swifthydra.bench.models import _ensure_builtin
+
+    try:  # imports before the first cell, so that they do not count against its timeout
+        import sklearn.decomposition  # noqa: F401 - the 2-D view of generated rows
+        import sklearn.metrics  # noqa: F401 - every cell's AUCs
+
+        import swifthydra.bench.augment  # noqa: F401
+
+        _ensure_builtin()
+    except Exception:  # noqa: BLE001 - execute_cell reports it as the cell's error
+        pass
 
     while True:
         try:
@@ -86,11 +99,21 @@ def _worker_main(conn, parent_pid: int) -> None:  # pragma: no cover - runs in a
             return
         if payload is None:
             return
+        try:
+            conn.send(_STARTED)  # the cell's clock starts now, not while this process spawned
+        except (BrokenPipeError, OSError):
+            return
         row = execute_cell(payload)
         try:
             conn.send(row)
         except (BrokenPipeError, OSError):
             return
+
+
+_STARTED = "started"
+#: Seconds a worker may take to pick up a cell (spawning, importing) before it counts as hung;
+#: the per-cell ``timeout`` runs only from the moment the worker starts the cell.
+START_GRACE = 120.0
 
 
 class _Slot:
@@ -101,7 +124,8 @@ class _Slot:
         self.proc.start()
         child.close()
         self.task: Task | None = None
-        self.started = 0.0
+        self.sent = 0.0
+        self.started: float | None = None
 
     def stop(self, force: bool = False) -> None:
         if not force and self.proc.is_alive():
@@ -135,7 +159,8 @@ class ProcessPoolBackend:
     jobs : int
         Number of worker processes.
     timeout : float, optional
-        Seconds a cell may take; beyond it the worker is killed and the cell recorded as
+        Seconds a cell may take, counted from the moment its worker starts it (not from the
+        worker's spawn); beyond it the worker is killed and the cell recorded as
         ``status="timeout"``.
     """
 
@@ -172,7 +197,7 @@ class ProcessPoolBackend:
                         slot = _Slot(ctx)
                         slots.append(slot)
                         slot.conn.send(task.payload)
-                    slot.task, slot.started = task, time.monotonic()
+                    slot.task, slot.sent, slot.started = task, time.monotonic(), None
                 busy = [s for s in slots if s.task is not None]
                 if not busy:
                     if exhausted:
@@ -182,21 +207,33 @@ class ProcessPoolBackend:
                 for slot in busy:
                     row = None
                     replace = False
-                    if slot.conn.poll():
-                        try:
-                            row = slot.conn.recv()
-                        except (EOFError, OSError):
-                            slot.proc.join(timeout=5)
-                            row = failure_row(slot.task, "error", "worker process died "
-                                              f"({_signal_text(slot.proc.exitcode)}) in this cell")
-                            replace = True
+                    try:
+                        while row is None and slot.conn.poll():
+                            msg = slot.conn.recv()
+                            if isinstance(msg, str) and msg == _STARTED:
+                                slot.started = time.monotonic()
+                            else:
+                                row = msg
+                    except (EOFError, OSError):
+                        slot.proc.join(timeout=5)
+                        row = failure_row(slot.task, "error", "worker process died "
+                                          f"({_signal_text(slot.proc.exitcode)}) in this cell")
+                        replace = True
+                    now = time.monotonic()
+                    if row is not None:
+                        pass  # the cell's row, or the failure of a worker that died mid-message
                     elif not slot.proc.is_alive():
                         row = failure_row(slot.task, "error", "worker process died "
                                           f"({_signal_text(slot.proc.exitcode)}) in this cell")
                         replace = True
-                    elif self.timeout and time.monotonic() - slot.started > self.timeout:
+                    elif (self.timeout and slot.started is not None
+                          and now - slot.started > self.timeout):
                         row = failure_row(slot.task, "timeout",
                                           f"cell exceeded the timeout of {self.timeout:g} s")
+                        replace = True
+                    elif self.timeout and slot.started is None and now - slot.sent > START_GRACE:
+                        row = failure_row(slot.task, "error", "the worker process did not start "
+                                          f"the cell within {START_GRACE:g} s")
                         replace = True
                     if row is None:
                         continue
