@@ -89,3 +89,49 @@ def test_demo_bad_argument():
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("swifthydra ")
+
+
+def test_product_commands_do_not_import_the_benchmark(tmp_path):
+    """`import swifthydra.cli`, building the app and running fit, score, explain, info, export-onnx
+    and evaluate (their help, and a run that fails on a missing model) leave swifthydra.bench
+    unimported; `bench` and `report` load it when they are looked up, and still work."""
+    code = (
+        "import sys\n"
+        "import typer\n"
+        "from typer.testing import CliRunner\n"
+        "import swifthydra.cli\n"
+        "from swifthydra.cli import app\n"
+        "typer.main.get_command(app)\n"
+        "assert 'swifthydra.bench' not in sys.modules\n"
+        "runner = CliRunner()\n"
+        f"missing = {str(tmp_path / 'no_model')!r}\n"
+        "for args in (['fit', '--help'], ['score', '--help'], ['explain', '--help'], ['info', '--help'],\n"
+        "             ['export-onnx', '--help'], ['evaluate', '--help'], ['info', missing],\n"
+        "             ['score', missing, missing + '.csv', '--out', missing + '.out.csv'],\n"
+        "             ['evaluate', missing, missing + '.csv', '--truth-column', 'y'], ['datasets', 'list']):\n"
+        "    result = runner.invoke(app, args)\n"
+        "    assert result.exit_code == (0 if '--help' in args or args[0] == 'datasets' else 2), (args, result.output)\n"
+        "    assert 'swifthydra.bench' not in sys.modules, args\n"
+        "result = runner.invoke(app, ['bench', 'models'])\n"
+        "assert result.exit_code == 0 and 'swifthydra' in result.output, result.output\n"
+        "assert 'swifthydra.bench' in sys.modules\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+    # the console script's way in: `swifthydra info --help` does not import it either
+    info = subprocess.run([sys.executable, "-X", "importtime", "-m", "swifthydra.cli", "info", "--help"],
+                          capture_output=True, text=True, timeout=300)
+    assert info.returncode == 0 and "Usage:" in info.stdout, info.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in info.stderr.splitlines() if line.startswith("import time:")}
+    assert "swifthydra.cli.info" in imported and not {m for m in imported if m.startswith("swifthydra.bench")}
+
+
+def test_python_m_swifthydra_cli_help_lists_every_command():
+    result = subprocess.run([sys.executable, "-m", "swifthydra.cli", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "python -m swifthydra.cli" in result.stdout
+    for command in ("demo", "report", "fit", "score", "explain", "info", "export-onnx", "evaluate", "datasets",
+                    "bench"):
+        assert f" {command} " in result.stdout, command

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from swifthydra.cli import app
-from swifthydra.cli_model import PREPROCESSING_FILE, load_table_model
+from swifthydra.cli._table import PREPROCESSING_FILE, load_table_model
 from swifthydra.datasets.table import iter_table, table_columns
 
 runner = CliRunner()
@@ -302,10 +302,21 @@ def test_a_model_saved_from_python(fitted, tmp_path):
 
 
 def test_the_model_kind_named_without_torch_is_swifthydras():
-    from swifthydra.cli_model import _MODEL_KIND
+    from swifthydra.cli._table import _MODEL_KIND
     from swifthydra.hydra import MODEL_KIND
 
     assert _MODEL_KIND == MODEL_KIND
+
+
+def test_the_deprecated_module_paths_still_re_export_the_helpers():
+    """swifthydra.cli_model and swifthydra.cli_evaluate are shims over the swifthydra.cli package."""
+    import swifthydra.cli_evaluate
+    import swifthydra.cli_model
+    from swifthydra.cli import _table, evaluate
+
+    assert swifthydra.cli_model.load_table_model is _table.load_table_model
+    assert swifthydra.cli_model.PREPROCESSING_FILE == PREPROCESSING_FILE == "preprocessing.json"
+    assert swifthydra.cli_evaluate.evaluate is evaluate.evaluate
 
 
 def test_start_up_imports_only_what_a_command_needs(fitted, tmp_path):

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import swifthydra.presets
 from _presets import MICRO
 from swifthydra.cli import app
-from swifthydra.cli_model import load_table_model
+from swifthydra.cli._table import load_table_model
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from _presets import MICRO
 from swifthydra import SwiftHydra
 from swifthydra.cli import app
-from swifthydra.cli_model import PREPROCESSING_FILE, load_table_model
+from swifthydra.cli._table import PREPROCESSING_FILE, load_table_model
 from swifthydra.datasets import TablePreprocessor, read_table
 from swifthydra.exceptions import InvalidInputError
 

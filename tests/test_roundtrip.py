@@ -29,7 +29,7 @@ import swifthydra.presets
 from _presets import MICRO
 from swifthydra import SwiftHydra
 from swifthydra.cli import app
-from swifthydra.cli_model import PREPROCESSING_FILE, load_table_model
+from swifthydra.cli._table import PREPROCESSING_FILE, load_table_model
 from swifthydra.datasets.table import TablePreprocessor, read_frame
 from swifthydra.io import read_model_json, save_model_dir
 

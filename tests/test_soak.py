@@ -101,7 +101,7 @@ def _cli(*args, **kw):
 
 def _has_score_command() -> bool:
     try:
-        import swifthydra.cli_model  # noqa: F401
+        import swifthydra.cli.score  # noqa: F401
     except ImportError:
         return False
     import typer

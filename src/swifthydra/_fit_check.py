@@ -39,7 +39,7 @@ def _fail(what: str, target: Path, replacing: bool) -> SelfCheckError:
 def _reread(tmp_dir, est, X_train, data, target, replacing, sample, seed, chunk_rows):
     """Load ``tmp_dir``, read ``sample`` rows of ``data`` back through its preprocessing as
     ``score`` does and score them: ``(state, rows, features, scores)``."""
-    from swifthydra.cli_model import _table_chunks, read_table_state
+    from swifthydra.cli._table import _table_chunks, read_table_state
     from swifthydra.datasets.table import table_columns
     from swifthydra.hydra import SwiftHydra
 

@@ -119,7 +119,7 @@ def score_dataframe(df, model_dir: str | os.PathLike, *, id_column: str | None =
     ``SparkContext.addFile``; ``ship=False`` when it is on a path every worker sees.
     """
     _require_pyspark()
-    from swifthydra.cli_model import read_table_state
+    from swifthydra.cli._table import read_table_state
     from swifthydra.datasets.table import BAD_ROWS
 
     if on_bad_rows not in BAD_ROWS:

@@ -1,74 +1,20 @@
-"""The ``swifthydra`` command line (Typer).
-
-Every command turns a :class:`~swifthydra.exceptions.SwiftHydraError` into a one-line message on
-standard error and a non-zero exit status; heavy libraries are imported inside the commands so
-``swifthydra --help`` stays fast.
-"""
+"""``swifthydra datasets list`` / ``download`` / ``info``: the registry of ADBench datasets and
+the files on disk."""
 
 from __future__ import annotations
 
-import functools
-import gc
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from swifthydra.cli._common import _has_tabulate, fail, guarded
 from swifthydra.exceptions import SwiftHydraError
 
-app = typer.Typer(
-    name="swifthydra",
-    help="Swift Hydra anomaly detection: datasets, benchmark, fit and score.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 datasets_app = typer.Typer(help="List, download and inspect ADBench datasets.", no_args_is_help=True)
-app.add_typer(datasets_app, name="datasets")
-
-EXIT_USER_ERROR = 2
 
 
-def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
-    """Print ``error: message`` on standard error and return the exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def guarded(fn):
-    """Run a command, turning swifthydra errors (and Ctrl-C) into one line and an exit status."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SwiftHydraError as exc:
-            raise fail(str(exc)) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
-
-    return wrapper
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        from swifthydra import __version__
-
-        typer.echo(f"swifthydra {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit.")
-    ] = False,
-) -> None:
-    """Swift Hydra anomaly detection: datasets, benchmark, fit and score."""
-
-
-# --------------------------------------------------------------------------------------- datasets
 @datasets_app.command("list")
 @guarded
 def datasets_list(
@@ -103,14 +49,6 @@ def datasets_list(
     for row in df.itertuples(index=False):
         table.add_row(*["" if (v is None or (isinstance(v, float) and v != v) or str(v) == "<NA>") else str(v) for v in row])
     Console(width=200).print(table)
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @datasets_app.command("download")
@@ -177,51 +115,6 @@ def datasets_info(
         typer.echo(f"{'loaded':10s} X {X.shape}, {int(y.sum())} anomalies, {verified}")
 
 
-# ------------------------------------------------------------------------------------------- demo
-@app.command()
-@guarded
-def demo(
-    dataset: Annotated[str, typer.Option(help="Built-in dataset: wdbc or wine.")] = "wdbc",
-    labeled_ratio: Annotated[float, typer.Option(help="Fraction of training anomalies that keep their label.")] = 0.05,
-    seed: Annotated[int, typer.Option(help="ADBench split seed.")] = 1,
-    protocol: Annotated[str, typer.Option(help="adbench or clean.")] = "adbench",
-    quick: Annotated[bool, typer.Option(help="A smaller Swift Hydra (fewer episodes and epochs).")] = False,
-) -> None:
-    """Run the main job on a built-in dataset: ADBench split, then detectors side by side."""
-    from swifthydra.demo import run_demo
-    from swifthydra.presets import QUICK_PARAMS
-
-    run_demo(
-        dataset=dataset, labeled_ratio=labeled_ratio, seed=seed, protocol=protocol,
-        params=QUICK_PARAMS if quick else None,
-    )
-
-
-def _register_subcommands() -> None:
-    from swifthydra.bench.cli import register
-    from swifthydra.cli_evaluate import register as register_evaluate
-    from swifthydra.cli_model import register as register_model
-
-    register(app)
-    register_model(app, guarded)
-    register_evaluate(app, guarded)
-
-
-_register_subcommands()
-
-
-def main() -> None:
-    """Entry point of the console script."""
-    try:
-        app()
-    finally:
-        # The command is over (its files written and closed). With torch, scikit-learn and pandas
-        # loaded, the interpreter's last garbage collections at exit walk ~400,000 objects several
-        # times (measured: 0.7 s of a 6 s `swifthydra score`). Freezing them skips only those
-        # cycle searches: modules are still torn down, atexit handlers run, stdout/stderr are
-        # flushed.
-        gc.freeze()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def register(app: typer.Typer) -> None:
+    """Add the ``datasets`` group to a Typer app."""
+    app.add_typer(datasets_app, name="datasets")
