@@ -145,7 +145,7 @@ def test_progress_bar_tracks_stages_and_episodes():
     bar = ProgressBar(out)
     bar.on_episode_begin(0, 2)
     bar.on_stage_begin(DETECTOR, 3)
-    stage_task = bar._epochs
+    stage_task = bar._stages[DETECTOR]
     bar.on_epoch_end(DETECTOR, {"epoch": 1})
     assert bar._progress.tasks[[t.id for t in bar._progress.tasks].index(stage_task)].completed == 1
     assert bar._progress.tasks[[t.id for t in bar._progress.tasks].index(stage_task)].total == 3
@@ -155,6 +155,34 @@ def test_progress_bar_tracks_stages_and_episodes():
     assert (episodes.completed, episodes.total) == (1, 2)
     bar.close()
     assert bar._progress is None
+
+
+def test_progress_bar_and_episode_log_follow_two_stages_side_by_side():
+    out = io.StringIO()
+    bar = ProgressBar(out)
+    bar.on_episode_begin(0, 2)
+    bar.on_stage_begin(DETECTOR, 3)
+    bar.on_stage_begin(CVAE, 5)
+    bar.on_epoch_end(CVAE, {})
+    bar.on_epoch_end(DETECTOR, {})
+    bar.on_epoch_end(CVAE, {})
+    done = {t.description: (t.completed, t.total) for t in bar._progress.tasks}
+    assert done["episode 0: C-VAE"] == (2, 5) and done[f"episode 0: {DETECTOR}"] == (1, 3)
+    bar.on_stage_end(CVAE)
+    assert [t.description for t in bar._progress.tasks][-1] == f"episode 0: {DETECTOR}"
+    bar.on_stage_end(DETECTOR)
+    bar.close()
+    out = io.StringIO()
+    log = EpisodeLog(out)
+    log.on_stage_begin(DETECTOR, 3)
+    log.on_stage_begin(CVAE, 5)
+    for _ in range(3):
+        log.on_epoch_end(CVAE, {})
+    log.on_epoch_end(DETECTOR, {})
+    log.on_stage_end(CVAE)
+    log.on_stage_end(DETECTOR)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(f"  {CVAE}: 3 epochs") and lines[1].startswith(f"  {DETECTOR}: 1 epochs")
 
 
 def test_swift_hydra_reports_episodes_and_the_stages_inside_them(data):

@@ -217,3 +217,27 @@ def test_latent_env_clamps_decoded_rows_into_x_bounds(fitted) -> None:
     assert outside.any()  # the raw decoder leaves the range ...
     assert torch.all(xs[1] >= 4.8) and torch.all(xs[1] <= 5.2)  # ... the bounded env does not
     assert torch.equal(xs[1][~outside], xs[0][~outside])
+
+
+def test_max_steps_per_epoch_caps_the_gradient_steps_of_an_epoch():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 4)).astype(np.float32)
+    y = (np.arange(2000) < 50).astype(np.int64)
+    model = CVAE(latent_dim=2, epochs=2, batch_size=64, max_steps_per_epoch=3, random_state=0).fit(X, y)
+    steps = [s["step"] for s in model._optimizer.state.values()]
+    assert steps and all(int(s) == 2 * 3 for s in steps)
+    full = CVAE(latent_dim=2, epochs=1, batch_size=64, max_steps_per_epoch=None, random_state=0).fit(X, y)
+    assert all(int(s["step"]) == int(np.ceil(2000 / 64)) for s in full._optimizer.state.values())
+    with pytest.raises(InvalidInputError, match="max_steps_per_epoch"):
+        CVAE(max_steps_per_epoch=0).fit(X, y)
+
+
+def test_build_then_fit_trains_the_network_it_built():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (np.arange(300) < 20).astype(np.int64)
+    a = CVAE(latent_dim=2, epochs=2, random_state=0).fit(X, y)
+    b = CVAE(latent_dim=2, epochs=2, random_state=0).build(X)
+    b.fit(X, y)
+    for (ka, va), (kb, vb) in zip(a.net_.state_dict().items(), b.net_.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)

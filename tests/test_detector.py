@@ -122,6 +122,8 @@ def test_bad_input_is_rejected(cls, data, fitted_mamba, fitted_mome):
         (MoME, "n_experts", 0),
         (MoME, "top_k", 5),
         (MoME, "contamination", 0.0),
+        (MambaDetector, "max_steps_per_epoch", 0),
+        (MoME, "max_steps_per_epoch", 1.5),
     ],
 )
 def test_bad_parameters_fail_in_fit_not_init(cls, param, value, data):
@@ -360,3 +362,22 @@ def test_threaded_scoring_matches_one_thread_and_restores_settings(data, fitted_
     finally:
         torch.set_num_threads(threads)
     np.testing.assert_array_equal(one, three)
+
+
+@pytest.mark.parametrize("cls", [MambaDetector, MoME])
+def test_max_steps_per_epoch_caps_the_gradient_steps_of_an_epoch(cls):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 4)).astype(np.float32)
+    y = (np.arange(3000) < 60).astype(np.int64)
+    tiny = {"d_model": 4, "n_layers": 1, "batch_size": 64, "max_epochs": 2, "min_epochs": 1,
+            "validation_fraction": 0.0, "random_state": 0}
+    if cls is MoME:
+        tiny.update(n_experts=1)
+    capped = cls(**tiny, max_steps_per_epoch=3).fit(X, y)
+    full = cls(**tiny, max_steps_per_epoch=None).fit(X, y)
+
+    def steps(est):
+        return {int(s["step"]) for s in est.optimizer_.state.values()}
+
+    assert steps(capped) == {2 * 3}
+    assert steps(full) == {2 * int(np.ceil((y == 0).sum() / 32))}  # every unlabeled row once

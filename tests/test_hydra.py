@@ -234,3 +234,41 @@ def test_boundary_deception_centres_the_reward_on_the_detectors_threshold(monkey
     assert seen and all(mode == "log" and center is None for mode, center, _ in seen)
     with pytest.raises(InvalidInputError, match="deception"):
         SwiftHydra(deception="gan").fit(X, y)
+
+
+def test_two_threads_train_the_detector_beside_the_cvae_with_the_same_scores():
+    """n_jobs=2: the detector trains on a second thread while the C-VAE trains on the caller's;
+    the scores equal those of n_jobs=1 and the caller's torch thread count is restored."""
+    import threading
+
+    import torch
+
+    from _presets import MICRO
+    from swifthydra.callbacks import CVAE, CVAE_FINETUNE, DETECTOR, DETECTOR_FINETUNE, Callback
+
+    class Threads(Callback):
+        def __init__(self):
+            self.seen = {}
+
+        def on_epoch_end(self, stage, record):
+            self.seen.setdefault(stage, set()).add(threading.current_thread().name)
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 5))
+    X[:12] += 3
+    y = np.zeros(200, dtype=np.int64)
+    y[:6] = 1
+    before = torch.get_num_threads()
+    scores = {}
+    for n_jobs in (1, 2):
+        rec = Threads()
+        model = SwiftHydra(**MICRO, n_jobs=n_jobs, random_state=0).fit(X, y, callbacks=[rec])
+        scores[n_jobs] = model.decision_function(X)
+        assert torch.get_num_threads() == before
+        main = threading.main_thread().name
+        assert rec.seen[CVAE] == rec.seen[CVAE_FINETUNE] == {main}
+        if n_jobs == 1:
+            assert rec.seen[DETECTOR] == rec.seen[DETECTOR_FINETUNE] == {main}
+        else:
+            assert all(name.startswith("swifthydra") for name in rec.seen[DETECTOR] | rec.seen[DETECTOR_FINETUNE])
+    np.testing.assert_array_equal(scores[1], scores[2])

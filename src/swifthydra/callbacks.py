@@ -156,21 +156,21 @@ class EpisodeLog(Callback):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
-        self._epochs = 0
-        self._stage_start = time.perf_counter()
+        self._stages: dict[str, list] = {}  # stage -> [epochs, start]; two may run side by side
 
     def _print(self, line: str) -> None:
         print(line, file=self.stream or sys.stderr, flush=True)
 
     def on_stage_begin(self, stage, total=None):
-        self._epochs = 0
-        self._stage_start = time.perf_counter()
+        self._stages[stage] = [0, time.perf_counter()]
 
     def on_epoch_end(self, stage, record):
-        self._epochs += 1
+        if stage in self._stages:
+            self._stages[stage][0] += 1
 
     def on_stage_end(self, stage):
-        self._print(f"  {stage}: {self._epochs} epochs, {time.perf_counter() - self._stage_start:.1f} s")
+        epochs, start = self._stages.pop(stage, [0, time.perf_counter()])
+        self._print(f"  {stage}: {epochs} epochs, {time.perf_counter() - start:.1f} s")
 
     def on_episode_begin(self, episode, total):
         self._print(f"episode {episode}/{total - 1} ...")
@@ -189,7 +189,7 @@ class ProgressBar(Callback):
         self.stream = stream
         self._progress = None
         self._episodes = None
-        self._epochs = None
+        self._stages: dict[str, Any] = {}  # stage -> its bar; two stages may run side by side
         self._episode = 0
 
     def _start(self):
@@ -222,18 +222,19 @@ class ProgressBar(Callback):
     def on_stage_begin(self, stage, total=None):
         bar = self._start()
         where = f"episode {self._episode}: " if self._episodes is not None else ""
-        if self._epochs is not None:
-            bar.remove_task(self._epochs)
-        self._epochs = bar.add_task(f"{where}{stage}", total=total)
+        if stage in self._stages:
+            bar.remove_task(self._stages.pop(stage))
+        self._stages[stage] = bar.add_task(f"{where}{stage}", total=total)
 
     def on_epoch_end(self, stage, record):
-        if self._epochs is not None:
-            self._progress.update(self._epochs, advance=1)
+        task = self._stages.get(stage)
+        if task is not None and self._progress is not None:
+            self._progress.update(task, advance=1)
 
     def on_stage_end(self, stage):
-        if self._epochs is not None:
-            self._progress.remove_task(self._epochs)
-            self._epochs = None
+        task = self._stages.pop(stage, None)
+        if task is not None and self._progress is not None:
+            self._progress.remove_task(task)
 
     def on_episode_end(self, episode, total, record):
         if self._episodes is not None:
@@ -251,4 +252,5 @@ class ProgressBar(Callback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-            self._episodes = self._epochs = None
+            self._episodes = None
+            self._stages = {}

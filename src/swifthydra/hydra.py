@@ -68,6 +68,30 @@ def _stage(where: str) -> Iterator[None]:
         raise TrainingDivergedError(f"Swift Hydra {where}: {exc}") from None
 
 
+@contextlib.contextmanager
+def _alongside(job, parallel: bool) -> Iterator[Any]:
+    """Run ``job()`` on a second thread while the caller's block runs (``parallel``), or at once
+    on this thread before it; yields a function returning the job's result (joining it).
+
+    The two sides are independent models (the detector and the C-VAE), each with its own
+    generators, and only the job touches torch's global RNG, so the results do not depend on
+    ``parallel``. Each side runs single-threaded ops; the second core runs the other side
+    (docs/design.md §4.4).
+    """
+    if not parallel:
+        value = job()
+        yield lambda: value
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from swifthydra.detectors._training import single_threaded_ops
+
+    # set once around both sides: each side's own set/restore then leaves it at one thread
+    with single_threaded_ops(), ThreadPoolExecutor(1, thread_name_prefix="swifthydra") as pool:
+        future = pool.submit(job)
+        yield future.result
+
+
 @dataclass
 class _Rows:
     """The standardised training rows split for episode selection (``X_val`` may be empty)."""
@@ -345,6 +369,17 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         params["random_state"] = seed
         return MoME(**params)
 
+    def _side_by_side(self) -> bool:
+        """Train the detector and the C-VAE on two threads: with two or more threads (``n_jobs``)
+        on CPU and a C-VAE to train (docs/design.md §4.4)."""
+        from swifthydra._torch import resolve_device
+
+        return (
+            self.generator in _LATENT_GENERATORS
+            and torch.get_num_threads() >= 2
+            and resolve_device(self.device).type == "cpu"
+        )
+
     @staticmethod
     def _auc(y: np.ndarray, s: np.ndarray) -> float:
         if y.min() == y.max():
@@ -460,16 +495,26 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
         cb.on_episode_begin(0, total)
         t0 = time.perf_counter()
-        with _stage("episode 0 (training the large detector)"):
-            # the held-out rows also stop the detector's training early, so all of X_tr trains it
-            eval_set = (data.X_val, data.y_val) if len(data.y_val) else None
-            self.detector_ = self._make_detector(seed).fit(data.X_tr, data.y_tr, eval_set=eval_set, callbacks=cb)
+        # the held-out rows also stop the detector's training early, so all of X_tr trains it
+        eval_set = (data.X_val, data.y_val) if len(data.y_val) else None
+        detector = self._make_detector(seed)
         self.cvae_ = None
         if self.generator in _LATENT_GENERATORS:
-            with _stage("episode 0 (training the C-VAE)"):
-                self.cvae_ = CVAE(
-                    latent_dim=self.latent_dim, epochs=self.cvae_epochs, random_state=seed, device=self.device
-                ).fit(data.X_tr, data.y_tr, callbacks=cb)
+            # built here, before the detector may start on another thread: building draws from
+            # torch's global RNG, training the C-VAE only from its own generators
+            self.cvae_ = CVAE(
+                latent_dim=self.latent_dim, epochs=self.cvae_epochs, random_state=seed, device=self.device
+            ).build(data.X_tr)
+
+        def train_detector():
+            with _stage("episode 0 (training the large detector)"):
+                return detector.fit(data.X_tr, data.y_tr, eval_set=eval_set, callbacks=cb)
+
+        with _alongside(train_detector, self._side_by_side()) as trained:
+            if self.cvae_ is not None:
+                with _stage("episode 0 (training the C-VAE)"):
+                    self.cvae_.fit(data.X_tr, data.y_tr, callbacks=cb)
+            self.detector_ = trained()
         self.history_.append(
             {
                 "episode": 0,
@@ -575,15 +620,19 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         # 4. they join the training data as anomalies, their total weight capped (§8.2)
         loop.generated = np.vstack([loop.generated, kept])
         X_comb, y_comb, w_comb = self._combined(data.X_tr, data.y_tr, loop.generated)
-        # 5. W and G are fine-tuned on the combined data (§8.3)
+        # 5. W and G are fine-tuned on the combined data (§8.3), side by side with two threads
         if self.finetune_epochs > 0:
-            with _stage(f"episode {e} (fine-tuning the large detector)"):
-                self.detector_.partial_fit(
-                    X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs), callbacks=cb
-                )
-            if self.cvae_ is not None:  # "mixup" and "nngmix" have no C-VAE
-                with _stage(f"episode {e} (fine-tuning the C-VAE)"):
-                    self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs), callbacks=cb)
+            def finetune_detector():
+                with _stage(f"episode {e} (fine-tuning the large detector)"):
+                    self.detector_.partial_fit(
+                        X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs), callbacks=cb
+                    )
+
+            with _alongside(finetune_detector, self._side_by_side()) as finetuned:
+                if self.cvae_ is not None:  # "mixup" and "nngmix" have no C-VAE
+                    with _stage(f"episode {e} (fine-tuning the C-VAE)"):
+                        self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs), callbacks=cb)
+                finetuned()
         # 6. the record (§8.5)
         sel = keep.detach().cpu()
         return {

@@ -55,6 +55,8 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
         check_int("batch_size", self.batch_size, 1)
         check_int("score_batch_size", self.score_batch_size, 1)
         check_int("max_epochs", self.max_epochs, 1)
+        if self.max_steps_per_epoch is not None:
+            check_int("max_steps_per_epoch", self.max_steps_per_epoch, 1)
         check_int("patience", self.patience, 1)
         check_int("min_epochs", self.min_epochs, 1)
         check_float("lr", self.lr, 0.0, math.inf, low_open=True)
@@ -283,6 +285,7 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
         Xt, yt, wt, tt = train
         y_np = yt.cpu().numpy()
         bs = int(self.batch_size)
+        steps = None if self.max_steps_per_epoch is None else int(self.max_steps_per_epoch)
         rng = np.random.RandomState(seed)
         stale = 0
         best_state = (
@@ -292,7 +295,10 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
             for epoch in range(1, epochs + 1):
                 net.train()
                 total, parts_sum, count = 0.0, {}, 0
-                for b, batch in enumerate(balanced_batches(y_np, bs, rng), 1):
+                batches = balanced_batches(y_np, bs, rng)
+                if steps is not None:  # a fresh random sample of the rows each epoch
+                    batches = batches[:steps]
+                for b, batch in enumerate(batches, 1):
                     idx = torch.from_numpy(batch).to(self.device_)
                     tb = None if tt is None else tt[idx]
                     loss, parts = self._loss(net, Xt[idx], yt[idx], wt[idx], tb, train=True)

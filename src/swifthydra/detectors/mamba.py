@@ -49,6 +49,11 @@ class MambaDetector(NeuralDetector):
         unlabeled rows.
     max_epochs : int, default=60
         Most training epochs in ``fit``.
+    max_steps_per_epoch : int or None, default=32
+        Most gradient steps in one epoch: on a large table an epoch is a random sample of
+        ``max_steps_per_epoch * batch_size`` rows (fresh each epoch) instead of a full pass, so
+        the cost of ``fit`` stops growing with the number of rows (docs/design.md §4.4).
+        ``None``: every epoch is a full pass.
     patience : int, default=8
         Epochs without a better validation score before ``fit`` stops (best weights are kept).
         The score is the validation AUC-ROC of the held-out known anomalies against the
@@ -110,6 +115,7 @@ class MambaDetector(NeuralDetector):
         weight_decay: float = 1e-4,
         batch_size: int = 256,
         max_epochs: int = 60,
+        max_steps_per_epoch: int | None = 32,
         patience: int = 8,
         min_epochs: int = 1,
         validation_fraction: float = 0.2,
@@ -134,6 +140,7 @@ class MambaDetector(NeuralDetector):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
+        self.max_steps_per_epoch = max_steps_per_epoch
         self.patience = patience
         self.min_epochs = min_epochs
         self.validation_fraction = validation_fraction

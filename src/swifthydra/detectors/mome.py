@@ -72,6 +72,8 @@ class MoME(NeuralDetector):
     weight_decay : float, default=1e-4
     batch_size : int, default=256
     max_epochs : int, default=60
+    max_steps_per_epoch : int or None, default=32
+        Most gradient steps per epoch (see :class:`MambaDetector`).
     patience : int, default=10
     min_epochs : int, default=5
     validation_fraction : float, default=0.2
@@ -123,6 +125,7 @@ class MoME(NeuralDetector):
         weight_decay: float = 1e-4,
         batch_size: int = 256,
         max_epochs: int = 60,
+        max_steps_per_epoch: int | None = 32,
         patience: int = 10,
         min_epochs: int = 5,
         validation_fraction: float = 0.2,
@@ -154,6 +157,7 @@ class MoME(NeuralDetector):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
+        self.max_steps_per_epoch = max_steps_per_epoch
         self.patience = patience
         self.min_epochs = min_epochs
         self.validation_fraction = validation_fraction

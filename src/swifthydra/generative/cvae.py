@@ -36,6 +36,7 @@ from swifthydra._torch import resolve_device
 from swifthydra._validation import check_X, check_y
 from swifthydra.callbacks import CVAE as CVAE_STAGE
 from swifthydra.callbacks import CVAE_FINETUNE, as_callback_list
+from swifthydra.detectors._training import single_threaded_ops
 from swifthydra.exceptions import InvalidInputError, NotFittedError, TrainingDivergedError
 
 __all__ = ["CVAE", "CVAENet"]
@@ -158,6 +159,10 @@ class CVAE(BaseEstimator):
         Epochs of ``fit``.
     batch_size : int, default=128
         Rows per gradient step.
+    max_steps_per_epoch : int or None, default=32
+        Most gradient steps in one epoch: on a large table an epoch is a fresh random sample of
+        ``max_steps_per_epoch * batch_size`` rows, so training time stops growing with the rows
+        (docs/design.md §4.4). ``None``: every epoch is a full pass.
     lr : float, default=1e-3
         Adam learning rate.
     weight_decay : float, default=0.0
@@ -188,6 +193,7 @@ class CVAE(BaseEstimator):
         beta: float = 1.0,
         epochs: int = 100,
         batch_size: int = 128,
+        max_steps_per_epoch: int | None = 32,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         balance: bool = True,
@@ -200,6 +206,7 @@ class CVAE(BaseEstimator):
         self.beta = beta
         self.epochs = epochs
         self.batch_size = batch_size
+        self.max_steps_per_epoch = max_steps_per_epoch
         self.lr = lr
         self.weight_decay = weight_decay
         self.balance = balance
@@ -215,6 +222,8 @@ class CVAE(BaseEstimator):
             "beta": self.beta >= 0,
             "epochs": isinstance(self.epochs, (int, np.integer)) and self.epochs >= 0,
             "batch_size": isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1,
+            "max_steps_per_epoch": self.max_steps_per_epoch is None
+            or (isinstance(self.max_steps_per_epoch, (int, np.integer)) and self.max_steps_per_epoch >= 1),
             "lr": self.lr > 0,
             "weight_decay": self.weight_decay >= 0,
             "max_grad_norm": self.max_grad_norm > 0,
@@ -281,8 +290,16 @@ class CVAE(BaseEstimator):
         y_t = torch.as_tensor(y, device=self.device_)
         c = net.condition(y_t)  # (n, C)
         net.train()
+        with single_threaded_ops():
+            self._epochs(x_s, c, y, epochs, report, stage)
+        net.eval()
+        report.on_stage_end(stage)
+
+    def _epochs(self, x_s, c, y, epochs: int, report, stage: str) -> None:
+        net = self.net_
+        cap = None if self.max_steps_per_epoch is None else int(self.max_steps_per_epoch) * int(self.batch_size)
         for _ in range(epochs):
-            idx_all = torch.as_tensor(self._epoch_indices(y), device=self.device_)
+            idx_all = torch.as_tensor(self._epoch_indices(y)[:cap], device=self.device_)
             tot = np.zeros(3)
             for start in range(0, idx_all.shape[0], self.batch_size):
                 idx = idx_all[start : start + self.batch_size]
@@ -311,8 +328,6 @@ class CVAE(BaseEstimator):
                 }
             )
             report.on_epoch_end(stage, self.loss_curve_[-1])
-        net.eval()
-        report.on_stage_end(stage)
 
     def _diverged(self, what: str) -> None:
         """Raise :class:`TrainingDivergedError` naming the epoch (1-based, counting every epoch)."""
@@ -321,12 +336,27 @@ class CVAE(BaseEstimator):
             f"(now {self.lr:g}) or check the data for extreme values."
         )
 
+    def build(self, X: Any) -> CVAE:
+        """Create the network and the standardisation of rows ``X`` without training it.
+
+        ``fit`` calls it; call it first yourself to draw the initialisation (which uses torch's
+        global RNG) before other threads start training: the next ``fit`` on the same rows then
+        trains this network, drawing only from the C-VAE's own generators.
+        """
+        Xa = check_X(X, name="X", dtype=np.float32)
+        self._init(Xa)
+        self._built_for = Xa.shape
+        return self
+
     def fit(self, X: Any, y: Any, *, callbacks: Any = None) -> CVAE:
         """Train from scratch on rows ``X`` (n, d) with labels ``y`` (n,) in {0, 1}; ``callbacks``
-        (:mod:`swifthydra.callbacks`) are told of each epoch, stage ``"C-VAE"``."""
+        (:mod:`swifthydra.callbacks`) are told of each epoch, stage ``"C-VAE"``. Right after
+        :meth:`build` on rows of the same shape, the network it built is trained."""
         Xa = check_X(X, name="X", dtype=np.float32)
         ya = check_y(y, Xa.shape[0])
-        self._init(Xa)
+        if getattr(self, "_built_for", None) != Xa.shape:
+            self._init(Xa)
+        self._built_for = None
         self._train(Xa, ya, int(self.epochs), callbacks)
         return self
 

@@ -225,7 +225,10 @@ class LatentProposer:
         PPO iteration (stage ``"PPO agent"``).
         """
         if self.kind == "rl":
-            return self._rl(cvae, anchors, reward, bounds, episode, seed, callbacks)
+            from swifthydra.detectors._training import single_threaded_ops
+
+            with single_threaded_ops():  # thousands of small ops: one thread is faster (§4.4)
+                return self._rl(cvae, anchors, reward, bounds, episode, seed, callbacks)
         if self.kind == "cvae":
             sample = cvae.sample(self.n_candidates, 1, random_state=seed + episode)
             return torch.from_numpy(np.clip(sample, bounds[0], bounds[1]).astype(np.float32)), {}
