@@ -272,3 +272,31 @@ def test_two_threads_train_the_detector_beside_the_cvae_with_the_same_scores():
         else:
             assert all(name.startswith("swifthydra") for name in rec.seen[DETECTOR] | rec.seen[DETECTOR_FINETUNE])
     np.testing.assert_array_equal(scores[1], scores[2])
+
+
+def test_max_samples_trains_on_a_sample_with_every_known_anomaly(monkeypatch):
+    """Above max_samples rows the networks train on every known anomaly plus a seeded sample;
+    decision_scores_ still covers every row, and the sample is the same for the same seed."""
+    from _presets import MICRO
+    from swifthydra.detectors import MambaDetector
+
+    seen = []
+    real_fit = MambaDetector.fit
+
+    def spy(self, X, y, *args, **kwargs):
+        seen.append((len(y), int(np.sum(y))))
+        return real_fit(self, X, y, *args, **kwargs)
+
+    monkeypatch.setattr(MambaDetector, "fit", spy)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(600, 4))
+    X[:20] += 3
+    y = np.zeros(600, dtype=np.int64)
+    y[:20] = 1
+    a = SwiftHydra(**MICRO, max_samples=200, random_state=0).fit(X, y)
+    b = SwiftHydra(**MICRO, max_samples=200, random_state=0).fit(X, y)
+    assert seen[0] == (200, 20) and seen[0] == seen[1]
+    assert a.decision_scores_.shape == (600,)
+    np.testing.assert_array_equal(a.decision_function(X), b.decision_function(X))
+    with pytest.raises(InvalidInputError, match="max_samples"):
+        SwiftHydra(**MICRO, max_samples=1).fit(X, y)

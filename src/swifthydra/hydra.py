@@ -193,6 +193,12 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         anomalies ranks episodes by noise (the measurement: docs/design.md §8.4).
     patience : int, default=2
         Episodes without a better validation AUC before the loop stops.
+    max_samples : int or None, default=100000
+        At most this many rows train the networks: every known anomaly (at most half of them
+        when there are more) and a seeded random sample of the other rows. The features'
+        scaling is fitted on every row, and ``decision_scores_`` covers every row. Each network
+        sees at most ``max_steps_per_epoch`` batches per epoch anyway, so a larger table would
+        only cost time scoring its training rows (docs/design.md §4.4). ``None``: every row.
     contamination : float, default=0.1
         Expected share of anomalies: sets ``threshold_`` and the pseudo-label count.
     device : str, default="auto"
@@ -200,9 +206,11 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
     random_state : int, RandomState or None, default=None
         Fixes every random choice: same seed, same scores on the same machine.
     n_jobs : int, default=1
-        PyTorch threads while fitting and scoring (-1: all cores). One thread is fastest for the
-        small networks and mini-batches of training, and avoids a steep slowdown when other
-        processes share the cores; more threads help when scoring millions of rows.
+        Threads while fitting and scoring (-1: all cores). Every training op runs on one
+        intra-op thread (many small ops: a thread pool only adds waiting, and a steep slowdown
+        when other processes share the cores); with ``n_jobs >= 2`` the second thread trains the
+        C-VAE beside the large detector, and scoring spreads whole batches over ``n_jobs``
+        threads. The scores do not depend on ``n_jobs`` (docs/design.md §4.4).
     verbose : int, default=0
         0 silent, 1 progress bar, 2 one line per episode.
 
@@ -254,6 +262,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "min_validation_anomalies": [Interval(Integral, 2, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
+        "max_samples": [Interval(Integral, 2, None, closed="left"), None],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "device": [str, None],
         "random_state": ["random_state"],
@@ -285,6 +294,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         validation_fraction: float = 0.2,
         min_validation_anomalies: int = 25,
         patience: int = 2,
+        max_samples: int | None = 100_000,
         contamination: float = 0.1,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
@@ -313,6 +323,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.min_validation_anomalies = min_validation_anomalies
         self.patience = patience
+        self.max_samples = max_samples
         self.contamination = contamination
         self.device = device
         self.random_state = random_state
@@ -431,7 +442,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         X, y, seed = self._check_training_data(X, y)
         Xs = self._fit_features(X, seed)  # §2.1-§2.2: standardise, power-transform skewed columns
         y = self._weak_labels(X, y, seed)  # §2.3: pseudo-labels when no anomaly is labelled
-        data = self._hold_out(Xs, y, seed)  # §8.4: rows that pick the best episode, when enough
+        X_fit, y_fit = self._sample(Xs, y, seed)  # §4.4: at most max_samples rows train the networks
+        data = self._hold_out(X_fit, y_fit, seed)  # §8.4: rows that pick the best episode, when enough
         total = 1 + (0 if self.generator == "none" else self.episodes)
         self.history_ = []
         t0 = time.perf_counter()
@@ -443,7 +455,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             generated = self._self_reinforce(data, seed, total, cb)  # §6-§8: episodes 1..E
         self.generated_ = self._unscale(generated)
         self._anchors = data.anchors
-        self._fit_inference_model(Xs, y, generated, seed, cb)  # §9: the MoME, distilled from W
+        self._fit_inference_model(X_fit, y_fit, generated, seed, cb)  # §9: the MoME, distilled from W
         self.fit_seconds_ = time.perf_counter() - t0
         self.decision_scores_ = self._score_scaled(Xs)  # §10: training scores and threshold
         self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
@@ -473,6 +485,20 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
         self.used_pseudo_labels_ = bool(y.sum() == 0)
         return pseudo_labels(X, self.contamination, random_state=seed) if self.used_pseudo_labels_ else y
+
+    def _sample(self, Xs: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """At most ``max_samples`` rows: every known anomaly (at most half the sample) and a
+        seeded sample of the others, in their original order."""
+        if self.max_samples is None or len(y) <= self.max_samples:
+            return Xs, y
+        rng = np.random.RandomState(seed)
+        pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+        n_pos = min(len(pos), int(self.max_samples) // 2)
+        if n_pos < len(pos):
+            pos = rng.choice(pos, n_pos, replace=False)
+        neg = rng.choice(neg, min(len(neg), int(self.max_samples) - n_pos), replace=False)
+        idx = np.sort(np.concatenate([pos, neg]))
+        return Xs[idx], y[idx]
 
     def _hold_out(self, Xs: np.ndarray, y: np.ndarray, seed: int) -> _Rows:
         """Hold out rows to choose the best episode: only with enough known anomalies to rank
