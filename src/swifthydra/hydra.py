@@ -57,6 +57,8 @@ _GENERATORS = ("rl", "cvae", "nngmix", "mixup", "none")
 _LATENT_GENERATORS = ("rl", "cvae")  # the generators that train a C-VAE
 _TRANSFORMS = ("auto", "yeo-johnson", "standard")
 _INFERENCE = ("mome", "large")
+#: The MoME's training inside SwiftHydra, before ``mome_params`` (docs/benchmarks.md §10).
+MOME_DEFAULTS = {"max_epochs": 20, "patience": 5}
 
 
 @contextlib.contextmanager
@@ -160,12 +162,15 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         Latent size of the C-VAE.
     cvae_epochs : int, default=60
         C-VAE epochs in episode 0.
-    finetune_epochs : int, default=3
-        Epochs of fine-tuning the detector and the C-VAE per episode.
+    finetune_epochs : int, default=1
+        Epochs of fine-tuning the detector and the C-VAE per episode (one measured as good as
+        three, in a third of the time: docs/benchmarks.md §10).
     detector_params : dict or None
         Extra parameters of the large :class:`~swifthydra.detectors.MambaDetector`.
     mome_params : dict or None
-        Extra parameters of the :class:`~swifthydra.detectors.MoME`.
+        Extra parameters of the :class:`~swifthydra.detectors.MoME`. Inside SwiftHydra the
+        distillation defaults to ``max_epochs=20, patience=5`` (:data:`MOME_DEFAULTS`; its
+        validation AUC levels off within them: docs/benchmarks.md §10).
     n_experts : int or None, default=None
         Experts of the MoME; ``None`` = data-driven (:func:`~swifthydra.nn.moe.choose_num_experts`).
     inference : {"mome", "large"}, default="mome"
@@ -283,7 +288,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         latent_dim: int = 16,
         feature_transform: str = "auto",
         cvae_epochs: int = 60,
-        finetune_epochs: int = 3,
+        finetune_epochs: int = 1,
         detector_params: dict | None = None,
         mome_params: dict | None = None,
         n_experts: int | None = None,
@@ -375,6 +380,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             "contamination": self.contamination,
             "device": self.device,
             "n_experts": "auto" if self.n_experts is None else int(self.n_experts),
+            **MOME_DEFAULTS,
         }
         params.update(self.mome_params or {})
         params["random_state"] = seed
