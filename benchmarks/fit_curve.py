@@ -29,17 +29,18 @@ def _one(rows: int, cols: int, known: int, n_jobs: int, params: str) -> dict:
 
     from swifthydra import SwiftHydra
 
-    def table(n: int, seed: int):
+    def table(n: int, seed: int, shifted=None):
         rng = np.random.default_rng(seed)
         X = rng.normal(size=(n, cols)).astype(np.float32)
         y = np.zeros(n, dtype=np.int64)
         anomalies = rng.choice(n, max(1, n // 100), replace=False)
         y[anomalies] = 1
-        shifted = rng.choice(cols, max(1, cols // 4), replace=False)
+        if shifted is None:
+            shifted = rng.choice(cols, max(1, cols // 4), replace=False)
         X[np.ix_(anomalies, shifted)] += 3.0 * rng.choice([-1.0, 1.0], size=(len(anomalies), len(shifted)))
-        return X, y
+        return X, y, shifted
 
-    X, y = table(rows, 0)
+    X, y, shifted = table(rows, 0)
     weak = np.zeros_like(y)
     pos = np.flatnonzero(y)
     weak[np.random.default_rng(1).choice(pos, min(known, len(pos)), replace=False)] = 1
@@ -47,7 +48,7 @@ def _one(rows: int, cols: int, known: int, n_jobs: int, params: str) -> dict:
     model = SwiftHydra(random_state=0, n_jobs=n_jobs, **json.loads(params)).fit(X, weak)
     seconds = time.perf_counter() - t0
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    X_test, y_test = table(20_000, 2)
+    X_test, y_test, _ = table(20_000, 2, shifted)  # the same kind of anomaly as in training
     return {
         "rows": rows,
         "seconds": seconds,

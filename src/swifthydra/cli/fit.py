@@ -50,7 +50,7 @@ def fit(
     max_rows: Annotated[
         int | None, typer.Option(help="Train on a random sample of this many rows (every labelled anomaly is kept).")
     ] = None,
-    threads: Annotated[int, typer.Option(help="PyTorch threads while fitting (0 = all cores; 1 is fastest for these small networks).")] = 1,
+    threads: Annotated[int, typer.Option(help="Threads while fitting (0 = all cores): training ops run on one thread each; with 2 or more the C-VAE trains beside the detector.")] = 1,
     force: Annotated[bool, typer.Option(help="Replace an existing model directory (only once the new one is complete).")] = False,
 ) -> None:
     """Fit Swift Hydra on a CSV or Parquet table and save the model with its preprocessing."""
