@@ -28,11 +28,22 @@ PINNED = {
 }
 
 
-def _check(name, X, y, params):
+# the same two datasets at commit cbfdb83, before the defaults changed: the old schedule passed
+# explicitly must still give them, so the redesign itself changed no score
+PINNED_CBFDB83 = {
+    "14_glass": ([1.6550921201705933, -3.52046537399292, -3.575859308242798, -3.2907047271728516],
+                 -1.933418056840698, 2, 11),
+    "39_vertebral": ([-1.0948294401168823, -2.5608363151550293, -0.02539844438433647, -2.1278343200683594],
+                     -0.9791578958680233, 2, 12),
+}
+OLD_SCHEDULE = {"finetune_epochs": 3, "mome_params": {"max_epochs": 15, "patience": 10}}
+
+
+def _check(name, X, y, params, pinned=PINNED):
     split = adbench_split(X, y, seed=1, labeled_ratio=0.05)
     model = SwiftHydra(random_state=1, **params).fit(split.X_train, split.y_train)
     s = model.decision_function(split.X_test)
-    head, mean, best, n_generated = PINNED[name]
+    head, mean, best, n_generated = pinned[name]
     np.testing.assert_allclose(s[:4], head, rtol=0, atol=1e-5)
     assert s.mean() == pytest.approx(mean, abs=1e-5)
     assert (model.best_episode_, len(model.generated_)) == (best, n_generated)
@@ -47,3 +58,11 @@ def test_the_demo_scores_as_before():
 @pytest.mark.parametrize("dataset", ["14_glass", "39_vertebral"])
 def test_shared_datasets_score_as_before(shared_dir, dataset):
     _check(dataset, *load_adbench(dataset, data_dir=shared_dir), QUICK_PARAMS["swifthydra"])
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("dataset", ["14_glass", "39_vertebral"])
+def test_the_old_schedule_still_scores_as_at_cbfdb83(shared_dir, dataset):
+    params = {**QUICK_PARAMS["swifthydra"], **OLD_SCHEDULE}
+    _check(dataset, *load_adbench(dataset, data_dir=shared_dir), params, PINNED_CBFDB83)
+
