@@ -497,13 +497,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         seeded sample of the others, in their original order."""
         if self.max_samples is None or len(y) <= self.max_samples:
             return Xs, y
-        rng = np.random.RandomState(seed)
-        pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-        n_pos = min(len(pos), int(self.max_samples) // 2)
-        if n_pos < len(pos):
-            pos = rng.choice(pos, n_pos, replace=False)
-        neg = rng.choice(neg, min(len(neg), int(self.max_samples) - n_pos), replace=False)
-        idx = np.sort(np.concatenate([pos, neg]))
+        from swifthydra.detectors import sample_rows
+
+        n = int(self.max_samples)
+        idx = sample_rows(y, n, np.random.RandomState(seed), max_known=n // 2)
         return Xs[idx], y[idx]
 
     def _hold_out(self, Xs: np.ndarray, y: np.ndarray, seed: int) -> _Rows:

@@ -82,12 +82,13 @@ def fit(
     X, y = table.X, table.y
     n_rows = X.shape[0]
     if max_rows is not None and n_rows > max_rows:
-        rng = np.random.RandomState(seed)
-        known = np.flatnonzero(y == 1) if y is not None else np.empty(0, dtype=np.int64)
-        if len(known) >= max_rows:
-            raise InvalidInputError(f"--max-rows {max_rows} is not more than the {len(known)} labelled anomalies.")
-        rest = np.setdiff1d(np.arange(n_rows), known)
-        keep = np.sort(np.concatenate([known, rng.choice(rest, max_rows - len(known), replace=False)]))
+        from swifthydra.detectors import sample_rows
+
+        n_known = int(y.sum()) if y is not None else 0
+        if n_known >= max_rows:
+            raise InvalidInputError(f"--max-rows {max_rows} is not more than the {n_known} labelled anomalies.")
+        labels = y if y is not None else np.zeros(n_rows, dtype=np.int64)
+        keep = sample_rows(labels, max_rows, np.random.RandomState(seed))
         X = X[keep]
         y = y[keep] if y is not None else None
     n_known = int(y.sum()) if y is not None else 0

@@ -23,9 +23,9 @@ Layout: :mod:`~swifthydra.detectors.base` (the shared training loop, threshold a
 ``_params``.
 """
 
-from swifthydra.detectors._training import stratified_split
+from swifthydra.detectors._training import sample_rows, stratified_split
 from swifthydra.detectors.base import NeuralDetector
 from swifthydra.detectors.mamba import MambaDetector
 from swifthydra.detectors.mome import MoME
 
-__all__ = ["MambaDetector", "MoME", "NeuralDetector", "stratified_split"]
+__all__ = ["MambaDetector", "MoME", "NeuralDetector", "sample_rows", "stratified_split"]

@@ -74,6 +74,18 @@ def single_threaded_ops() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def sample_rows(
+    y: np.ndarray, n: int, rng: np.random.RandomState, max_known: int | None = None
+) -> np.ndarray:
+    """Sorted indices of at most ``n`` rows: the known anomalies (``y == 1``; a random
+    ``max_known`` of them when there are more) and a random sample of the other rows."""
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if max_known is not None and len(pos) > max_known:
+        pos = rng.choice(pos, max_known, replace=False)
+    neg = rng.choice(neg, min(len(neg), n - len(pos)), replace=False)
+    return np.sort(np.concatenate([pos, neg]))
+
+
 def stratified_split(
     y: np.ndarray, fraction: float, rng: np.random.RandomState
 ) -> tuple[np.ndarray, np.ndarray]:
