@@ -1,8 +1,11 @@
 """Same seed, same scores: the default SwiftHydra on the demo split and a quick SwiftHydra on two
 shared ADBench datasets score exactly as the code did before the redesign of the detectors, the
 callbacks and the generators (values computed at commit cbfdb83, the last commit before them),
-updated once since, on purpose: the shorter fine-tuning and MoME schedule of the defaults
-(``finetune_epochs=1``, ``MOME_DEFAULTS``; measured in docs/benchmarks.md §10).
+updated twice since, on purpose: the shorter fine-tuning and MoME schedule of the defaults
+(``finetune_epochs=1``, ``MOME_DEFAULTS``; measured in docs/benchmarks.md §10), then the density
+prior added to the score (``prior_weight="auto"``, docs/design.md §10.1; docs/benchmarks.md §11).
+The prior is fitted after the networks and changes nothing they learn: with ``prior_weight=0``
+the scores are still the ones before it (``PINNED_NO_PRIOR``).
 
 A change that is meant to change the model (a new default, another reward) updates these numbers
 in the same commit and says so; any other change must leave them alone.
@@ -19,6 +22,16 @@ from swifthydra.presets import QUICK_PARAMS
 
 # test-split scores: the first four, their mean; the best episode; the generated rows kept
 PINNED = {
+    "demo": ([-7.783827763001471, -5.582378021146935, -7.04279985830964, -6.882805174683095],
+             -7.292759867051271, 4, 64),
+    "14_glass": ([1.5345522800802645, -0.8617876902457747, -8.662493621944925, -0.9727620520860231],
+                 -2.52941819628145, 2, 10),
+    "39_vertebral": ([-0.3350919879973876, -1.2356352380930897, 0.233177260463308, -1.280824959835495],
+                     -0.7810860961467762, 2, 11),
+}
+
+# the same with prior_weight=0: the scores before the density prior (commit d0b23a0)
+PINNED_NO_PRIOR = {
     "demo": ([-6.845001220703125, -6.437400817871094, -6.96348237991333, -6.993526458740234],
              -6.667073886444172, 4, 64),
     "14_glass": ([0.4548864960670471, -0.9301040172576904, -0.8818446397781372, -0.785246729850769],
@@ -26,6 +39,7 @@ PINNED = {
     "39_vertebral": ([-0.37524333596229553, -1.4955676794052124, 0.4873550236225128, -1.2157506942749023],
                      -0.4354008885473013, 2, 11),
 }
+NO_PRIOR = {"prior_weight": 0}
 
 
 # the same two datasets at commit cbfdb83, before the defaults changed: the old schedule passed
@@ -36,7 +50,7 @@ PINNED_CBFDB83 = {
     "39_vertebral": ([-1.0948294401168823, -2.5608363151550293, -0.02539844438433647, -2.1278343200683594],
                      -0.9791578958680233, 2, 12),
 }
-OLD_SCHEDULE = {"finetune_epochs": 3, "mome_params": {"max_epochs": 15, "patience": 10}}
+OLD_SCHEDULE = {"finetune_epochs": 3, "mome_params": {"max_epochs": 15, "patience": 10}, **NO_PRIOR}
 
 
 def _check(name, X, y, params, pinned=PINNED):
@@ -58,6 +72,17 @@ def test_the_demo_scores_as_before():
 @pytest.mark.parametrize("dataset", ["14_glass", "39_vertebral"])
 def test_shared_datasets_score_as_before(shared_dir, dataset):
     _check(dataset, *load_adbench(dataset, data_dir=shared_dir), QUICK_PARAMS["swifthydra"])
+
+
+def test_without_the_prior_the_demo_scores_as_before_it():
+    _check("demo", *load_builtin("wdbc"), NO_PRIOR, PINNED_NO_PRIOR)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("dataset", ["14_glass", "39_vertebral"])
+def test_without_the_prior_shared_datasets_score_as_before_it(shared_dir, dataset):
+    _check(dataset, *load_adbench(dataset, data_dir=shared_dir), {**QUICK_PARAMS["swifthydra"], **NO_PRIOR},
+           PINNED_NO_PRIOR)
 
 
 @pytest.mark.shared

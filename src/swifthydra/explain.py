@@ -149,7 +149,26 @@ def _gradient(model, X, baseline, groups, alphas: np.ndarray) -> np.ndarray:
         net.train(was_training)
     mean_grad = grad.reshape(len(alphas), *z1.shape).mean(0)  # (n, F)
     contrib = (mean_grad * (z1 - z0)).detach().cpu().double().numpy()  # (n, F)
+    if getattr(model, "prior_", None) is not None:
+        contrib = contrib + _prior_gradient(model, X, baseline, alphas)
     return np.stack([contrib[:, idx].sum(1) for _, idx in groups], axis=1)
+
+
+def _prior_gradient(model, X, baseline, alphas: np.ndarray) -> np.ndarray:
+    """The density prior's part of the score (docs/design.md §10.1), attributed the same way but
+    along the straight path in *its* space, the standardised rows: each part adds up to its own
+    score difference, so the sum does too."""
+    import torch
+
+    s1 = torch.from_numpy(model.scaler_.standardise(X))  # (n, F) float64
+    s0 = torch.from_numpy(model.scaler_.standardise(baseline[None]))
+    a = torch.tensor(alphas, dtype=torch.float64).view(-1, 1, 1)
+    s = (s0 + a * (s1 - s0)).reshape(-1, s1.shape[1]).requires_grad_(True)
+    with torch.enable_grad():
+        term = model.prior_scale_ * model.prior_.torch_term(s)
+        (grad,) = torch.autograd.grad(term.sum(), s)
+    mean_grad = grad.reshape(len(alphas), *s1.shape).mean(0)
+    return (mean_grad * (s1 - s0)).detach().numpy()
 
 
 def top_contributions(

@@ -59,6 +59,10 @@ _TRANSFORMS = ("auto", "yeo-johnson", "standard")
 _INFERENCE = ("mome", "large")
 #: The MoME's training inside SwiftHydra, before ``mome_params`` (docs/benchmarks.md §10).
 MOME_DEFAULTS = {"max_epochs": 20, "patience": 5}
+# prior_weight="auto": AUTO_PRIOR_WEIGHT * max(AUTO_PRIOR_FLOOR, 2 AUC - 1), the AUC being how well
+# the density prior alone separates the known anomalies from the unlabeled rows (docs/design.md §10.1)
+AUTO_PRIOR_WEIGHT = 2.0
+AUTO_PRIOR_FLOOR = 0.1
 
 
 @contextlib.contextmanager
@@ -189,6 +193,16 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         docs/benchmarks.md).
     distill : bool, default=True
         Distil the MoME from the large detector's scores.
+    prior_weight : float or "auto", default="auto"
+        Weight of the k-NN density prior added to the network's score: the standardised log
+        distance of a row to its 5 nearest unlabeled training rows (a sample of at most 2,048),
+        times the weight times the spread (interquartile range) of the network's scores on the
+        unlabeled training rows. It carries what labels cannot teach: an anomaly of a kind
+        nobody labelled still lies far from the normal data. ``"auto"``: ``2 max(0.1, 2 AUC - 1)``,
+        the AUC being how well the prior alone separates the known anomalies from the unlabeled
+        rows (``prior_auc_``): where the known anomalies are not far from the normal rows the
+        prior keeps a small weight (0.2), for the kinds that are. ``0`` scores with the network
+        alone (docs/design.md §10.1).
     validation_fraction : float, default=0.2
         Share of the training rows held out to pick the best episode and stop the large
         detector's training early, used when there are at least ``min_validation_anomalies``
@@ -237,6 +251,16 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         pseudo-labels were used.
     used_pseudo_labels_ : bool
     best_episode_ : int
+    prior_ : DensityPrior or None
+        The density prior (``None`` with ``prior_weight=0``).
+    prior_auc_ : float
+        How well the prior alone separates the known anomalies from the unlabeled training rows
+        (NaN without a prior).
+    prior_weight_ : float
+        The weight used (``prior_weight``, or what ``"auto"`` chose; 0 without a prior).
+    prior_scale_ : float
+        What the prior's standardised term is multiplied by before it is added to the score:
+        ``prior_weight_`` times the spread of the network's scores on the unlabeled rows.
     decision_scores_, labels_, threshold_, n_features_in_
         As in PyOD.
     feature_names_in_ : ndarray of str
@@ -264,6 +288,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         "generator": [StrOptions(set(_GENERATORS))],
         "deception": [StrOptions({"log", "boundary"})],
         "distill": ["boolean"],
+        "prior_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "min_validation_anomalies": [Interval(Integral, 2, None, closed="left")],
         "patience": [Interval(Integral, 1, None, closed="left")],
@@ -296,6 +321,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         generator: str = "rl",
         deception: str = "log",
         distill: bool = True,
+        prior_weight: float | str = "auto",
         validation_fraction: float = 0.2,
         min_validation_anomalies: int = 25,
         patience: int = 2,
@@ -325,6 +351,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self.generator = generator
         self.deception = deception
         self.distill = distill
+        self.prior_weight = prior_weight
         self.validation_fraction = validation_fraction
         self.min_validation_anomalies = min_validation_anomalies
         self.patience = patience
@@ -462,8 +489,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self.generated_ = self._unscale(generated)
         self._anchors = data.anchors
         self._fit_inference_model(X_fit, y_fit, generated, seed, cb)  # §9: the MoME, distilled from W
+        raw = self._score_scaled(Xs)
+        self._fit_prior(X, y, raw, seed)  # §10.1: the k-NN density prior, scaled to the scores
         self.fit_seconds_ = time.perf_counter() - t0
-        self.decision_scores_ = self._score_scaled(Xs)  # §10: training scores and threshold
+        self.decision_scores_ = self._with_prior(raw, X)  # §10: training scores and threshold
         self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
@@ -710,10 +739,59 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return self.mome_ if self.mome_ is not None else self.detector_
 
     def _score_scaled(self, Xs: np.ndarray) -> np.ndarray:
+        """The network's scores of rows in its own space (without the density prior)."""
         scores = self.scorer_.decision_function(Xs)
         if not np.isfinite(scores).all():
             raise SwiftHydraError("the model produced non-finite scores; please report this with the data shape.")
         return scores
+
+    def _with_prior(self, scores: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """The network's ``scores`` of rows ``X`` (input units) plus the weighted density prior
+        (docs/design.md §10.1)."""
+        if getattr(self, "prior_", None) is None:
+            return scores
+        return scores + self.prior_scale_ * self._prior_term(X)
+
+    def _prior_term(self, X: np.ndarray) -> np.ndarray:
+        """The prior's standardised term of rows ``X`` (input units), a block of rows at a time.
+        The prior lives in the standardised space, before the power transform (§10.1)."""
+        step = 65536
+        return np.concatenate([self.prior_.term(self.scaler_.standardise(X[i:i + step]))
+                               for i in range(0, len(X), step)] or [np.zeros(0)])
+
+    def _fit_prior(self, X: np.ndarray, y: np.ndarray, raw: np.ndarray, seed: int) -> None:
+        """Fit the k-NN density prior on the unlabeled rows and scale it to the network's scores:
+        ``prior_weight`` times the interquartile range of the unlabeled rows' scores. The prior's
+        rows are standardised, not power-transformed: the transform shrinks the long tails where
+        anomalies lie (docs/design.md §10.1)."""
+        from swifthydra.detectors.prior import MAX_CALIBRATION, MAX_REFERENCE, DensityPrior, K
+
+        self.prior_, self.prior_scale_ = None, 0.0
+        self.prior_auc_, self.prior_weight_ = float("nan"), 0.0
+        y = np.asarray(y)
+        unlabeled = np.flatnonzero(y == 0)
+        if self.prior_weight == 0 or len(unlabeled) < K + 2:
+            return
+        rng = np.random.RandomState(seed)
+        rows = unlabeled
+        if len(rows) > MAX_REFERENCE + MAX_CALIBRATION:  # all the prior can use, in the rows' order
+            rows = np.sort(rng.choice(rows, MAX_REFERENCE + MAX_CALIBRATION, replace=False))
+        prior = DensityPrior.fit(self.scaler_.standardise(X[rows]), seed)
+        known = np.flatnonzero(y == 1)
+        self.prior_auc_ = prior.separation(self.scaler_.standardise(X[known]))
+        if self.prior_weight == "auto":
+            separation = 2.0 * self.prior_auc_ - 1.0 if np.isfinite(self.prior_auc_) else 0.5
+            weight = AUTO_PRIOR_WEIGHT * max(AUTO_PRIOR_FLOOR, separation)
+        else:
+            weight = float(self.prior_weight)
+        if weight <= 0:
+            return
+        q1, q3 = np.percentile(raw[unlabeled], [25, 75])
+        spread = float(q3 - q1)
+        if not np.isfinite(spread) or spread <= 1e-6:
+            spread = float(np.std(raw[unlabeled])) if np.std(raw[unlabeled]) > 1e-6 else 1.0
+        self.prior_, self.prior_weight_ = prior, float(weight)
+        self.prior_scale_ = float(weight) * spread
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score per row (a logit; higher = more anomalous).
@@ -735,7 +813,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         if not np.isfinite(Xs).all():
             raise InvalidInputError("X has values too large to score after standardisation: rescale the data.")
         with torch_threads(getattr(self, "n_jobs", 1)):
-            return self._score_scaled(Xs)
+            return self._with_prior(self._score_scaled(Xs), X)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Opposite of :meth:`decision_function` (scikit-learn convention: lower = more abnormal)."""
@@ -827,6 +905,11 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
                if hasattr(self, "feature_names_in_") else {}),
             "detector": self.detector_.get_config(),
         }
+        if getattr(self, "prior_", None) is not None:
+            tensors.update({f"prior.{k}": v for k, v in self.prior_.state_tensors().items()})
+            config["prior"] = {**self.prior_.get_config(), "weight_scale": float(self.prior_scale_),
+                               "weight": float(self.prior_weight_),
+                               "auc": float(self.prior_auc_) if np.isfinite(self.prior_auc_) else None}
         if self.mome_ is not None:
             tensors.update({f"mome.{k}": v for k, v in self.mome_.state_dict().items()})
             config["mome"] = self.mome_.get_config()
@@ -861,6 +944,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
         try:
             params = dict(cfg["params"])
+            params.setdefault("prior_weight", 0.0)  # written before the density prior existed
             if device is not None:
                 params["device"] = device
             est = cls(**params)
@@ -890,6 +974,17 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             est.detector_ = MambaDetector.from_config(cfg["detector"], part("detector"), device=device)
             est.mome_ = MoME.from_config(cfg["mome"], part("mome"), device=device) if "mome" in cfg else None
             est.cvae_ = CVAE.from_state(cfg["cvae"], part("cvae"), device=device) if "cvae" in cfg else None
+            est.prior_, est.prior_scale_, est.prior_weight_, est.prior_auc_ = None, 0.0, 0.0, float("nan")
+            if "prior" in cfg:
+                from swifthydra.detectors.prior import DensityPrior
+
+                est.prior_ = DensityPrior.from_state(cfg["prior"], part("prior"))
+                est.prior_scale_ = float(cfg["prior"]["weight_scale"])
+                est.prior_weight_ = float(cfg["prior"].get("weight", float("nan")))
+                est.prior_auc_ = float(cfg["prior"].get("auc") or float("nan"))
+                if not (math.isfinite(est.prior_scale_) and est.prior_scale_ >= 0
+                        and est.prior_.reference.shape[1] == est.n_features_in_):
+                    raise ValueError("density prior: weight or feature count do not fit the model")
             est.policy_ = None
             if "policy" in cfg:
                 # one thread: the orthogonal initialisation (replaced right away) runs QR

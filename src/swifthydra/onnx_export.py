@@ -90,6 +90,14 @@ def _scorer_module(est):
             self.register_buffer("threshold", torch.tensor(float(est.threshold_), dtype=torch.float64))
             self.net = net
             self.mome = isinstance(net, MoMENet)
+            prior = getattr(est, "prior_", None)  # the density prior (docs/design.md §10.1)
+            self.has_prior = prior is not None
+            if self.has_prior:
+                self.register_buffer("prior_reference", prior.reference.detach().cpu().clone())
+                self.prior_k = prior.k
+                self.prior_center = prior.center
+                self.prior_scale = prior.scale
+                self.prior_weight = float(est.prior_scale_)
 
         def _mome(self, z: torch.Tensor) -> torch.Tensor:
             """Every expert on every row, the routed one(s) kept (``export_onnx(routed=False)``)."""
@@ -108,21 +116,33 @@ def _scorer_module(est):
             return x, index, chosen / chosen.sum(-1, keepdim=True)  # 1 for top-1, as in MoMENet
 
         def front(self, features: torch.Tensor):
-            return self.route(self.features(features))
+            return (*self.route(self.features(features)), self.prior(features))
+
+        def prior(self, features: torch.Tensor) -> torch.Tensor:
+            """The weighted density prior of float64 table features (float64, (B,)), on the
+            standardised rows as ``SwiftHydra._prior_term``; zeros without one."""
+            if not self.has_prior:
+                return features[:, 0] * 0.0
+            from swifthydra._features import MAX_STANDARDISED
+            from swifthydra.detectors.prior import log_knn_distance
+
+            z = ((features - self.scaler.center) / self.scaler.scale).clamp(-MAX_STANDARDISED, MAX_STANDARDISED)
+            term = (log_knn_distance(z, self.prior_reference, self.prior_k) - self.prior_center) / self.prior_scale
+            return self.prior_weight * term
 
         def features(self, features: torch.Tensor) -> torch.Tensor:
             """float64 table features -> the float32 rows the network scores."""
             return self.scaler(features)
 
-        def head(self, logit: torch.Tensor):
-            score = logit.to(torch.float64)
+        def head(self, logit: torch.Tensor, prior: torch.Tensor):
+            score = logit.to(torch.float64) + prior
             probability = 1.0 / (1.0 + torch.exp(-score.clamp(-LOGIT_CLIP, LOGIT_CLIP)))  # swifthydra._scoring.sigmoid
             return score, score > self.threshold, probability
 
         def forward(self, features: torch.Tensor):  # (B, F) float64
             z = self.features(features)
             logit = self._mome(z) if self.mome else self.net(z)  # (B,) float32
-            return self.head(logit)
+            return self.head(logit, self.prior(features))
 
     return OnnxScorer().eval()
 
@@ -131,7 +151,7 @@ class _Part:
     """Wraps one method of the scorer (an ``nn.Module``) as a module for torch.export."""
 
     @staticmethod
-    def make(owner, method: str):
+    def make(owner, method: str, n_inputs: int = 1):
         from torch import nn
 
         class Part(nn.Module):
@@ -142,10 +162,15 @@ class _Part:
             def forward(self, x):
                 return getattr(self.owner, method)(x)
 
-        return Part().eval()
+        class Part2(Part):
+            def forward(self, x, y):
+                return getattr(self.owner, method)(x, y)
+
+        return (Part if n_inputs == 1 else Part2)().eval()
 
 
-def _export(module, example: tuple, input_names: list[str], output_names: list[str], opset: int):
+def _export(module, example: tuple, input_names: list[str], output_names: list[str], opset: int,
+            batched: int = 1):
     import torch
     from torch.export import Dim
 
@@ -154,7 +179,7 @@ def _export(module, example: tuple, input_names: list[str], output_names: list[s
         try:
             program = torch.onnx.export(
                 module, example, None, input_names=input_names, output_names=output_names,
-                dynamic_shapes=({0: batch},) + (None,) * (len(example) - 1),
+                dynamic_shapes=({0: batch},) * batched + (None,) * (len(example) - batched),
                 dynamo=True, opset_version=opset, external_data=False, verbose=False,
             )
         except Exception as exc:  # exporter failures are internal, not the user's doing
@@ -184,7 +209,7 @@ def _routed_mome_graph(module, n_features: int, opset: int):
     n_experts = len(net.experts)
     front = _export(
         _Part.make(module, "front"),
-        (torch.zeros(3, n_features, dtype=torch.float64),), ["features"], ["x", "index", "weights"], opset,
+        (torch.zeros(3, n_features, dtype=torch.float64),), ["features"], ["x", "index", "weights", "prior"], opset,
     )
     expert0 = copy.deepcopy(net.experts[0])
     names = [n for n, _ in expert0.named_parameters()] + [n for n, _ in expert0.named_buffers()]
@@ -208,7 +233,8 @@ def _routed_mome_graph(module, n_features: int, opset: int):
 
     expert = _export(Expert().eval(), (torch.zeros(3, n_features), torch.from_numpy(flat_weights(expert0))),
                      ["x", "flat"], ["logit"], opset)
-    head = _export(_Part.make(module, "head"), (torch.zeros(3),), ["logit"], list(OUTPUTS), opset)
+    head = _export(_Part.make(module, "head", 2), (torch.zeros(3), torch.zeros(3, dtype=torch.float64)),
+                   ["logit", "prior"], list(OUTPUTS), opset, batched=2)
 
     nodes, inits = [], []
     front = compose.add_prefix(front, "front_")
@@ -251,6 +277,7 @@ def _routed_mome_graph(module, n_features: int, opset: int):
         helper.make_node("Concat", parts_all, [r + "parts"], axis=0),
         helper.make_node("ScatterElements", [r + "zeros", r + "rows", r + "parts"], ["head_logit"],
                          axis=0, reduction="add"),
+        helper.make_node("Identity", ["front_prior"], ["head_prior"]),
     ]
     nodes += list(head.graph.node)
     inits += list(head.graph.initializer)

@@ -53,6 +53,8 @@ def info(
         "best_episode": cfg.get("best_episode"),
         "pseudo_labels": cfg.get("used_pseudo_labels"),
         "power_transformed_features": power_features,
+        "density_prior": ({"weight": cfg["prior"].get("weight"), "auc": cfg["prior"].get("auc")}
+                          if cfg.get("prior") else None),
         "checksums": "ok",
         "history": history,
     }
@@ -85,6 +87,13 @@ def info(
         f"skewed columns Yeo-Johnson on {len(power_features)}: {_short_list(power_features)}"
         if power_features else "skewed columns none transformed (standardisation only)"
     )
+    prior = summary["density_prior"]
+    if prior:
+        auc = prior["auc"]
+        lines.append(f"density prior  k-NN distance to the unlabeled rows, weight {prior['weight']:.3g}"
+                     + (f" (separates the known anomalies with AUC {auc:.3f})" if auc is not None else ""))
+    else:
+        lines.append("density prior  none (the network's score alone)")
     if state is not None:
         t = summary["table"]
         tr = t["training"] or {}

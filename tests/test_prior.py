@@ -1,0 +1,180 @@
+"""The k-NN density prior (docs/design.md §10.1): its term, its weight, and that every path a
+score takes (decision_function, save/load, ONNX, explanations) carries it."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
+
+from _presets import MICRO
+from swifthydra import SwiftHydra
+from swifthydra.detectors.prior import DensityPrior, K, log_knn_distance
+from swifthydra.exceptions import InvalidInputError, ModelFileError
+
+
+def _blobs(seed=0, n=600, d=4):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return X
+
+
+def test_log_knn_distance_is_the_mean_distance_to_the_k_nearest():
+    rng = np.random.default_rng(1)
+    ref, q = rng.normal(size=(300, 5)), rng.normal(size=(40, 5)) * 2
+    got = log_knn_distance(torch.from_numpy(q), torch.from_numpy(ref), K).numpy()
+    dist, _ = NearestNeighbors(n_neighbors=K).fit(ref).kneighbors(q)
+    np.testing.assert_allclose(got, np.log(dist.mean(1) + 1e-9), rtol=1e-9, atol=1e-6)
+
+
+def test_the_term_is_centred_on_the_unlabeled_rows_and_grows_away_from_them():
+    X = _blobs()
+    prior = DensityPrior.fit(X, seed=0)
+    assert np.median(prior.calibration_) == pytest.approx(0.0, abs=1e-9)
+    far = prior.term(np.full((1, X.shape[1]), 6.0))[0]
+    typical = np.median(prior.term(np.random.default_rng(5).normal(size=(500, X.shape[1]))))
+    assert far > 3 and abs(typical) < 0.5
+
+
+def test_a_reference_row_is_not_its_own_neighbour_in_the_calibration():
+    X = _blobs(n=50)  # every row is a reference row
+    prior = DensityPrior.fit(X, seed=0)
+    dist, _ = NearestNeighbors(n_neighbors=K + 1).fit(X).kneighbors(X)
+    own = np.log(dist[:, 1:].mean(1) + 1e-9)
+    np.testing.assert_allclose(np.sort(prior.calibration_ * prior.scale + prior.center), np.sort(own), atol=1e-6)
+
+
+def test_separation_is_the_auc_of_the_term_against_the_unlabeled_rows():
+    X = _blobs()
+    prior = DensityPrior.fit(X, seed=0)
+    assert prior.separation(np.full((3, X.shape[1]), 8.0)) == 1.0
+    inside = prior.separation(np.random.default_rng(9).normal(size=(400, X.shape[1])))
+    assert 0.4 < inside < 0.6
+    assert np.isnan(prior.separation(np.zeros((0, X.shape[1]))))
+
+
+def test_too_few_unlabeled_rows_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match="at least"):
+        DensityPrior.fit(np.zeros((3, 2)), seed=0)
+
+
+def _planted(seed=0):
+    """Normal rows, a few labelled anomalies of one kind and unlabelled far ones of another."""
+    rng = np.random.default_rng(seed)
+    normal = rng.normal(size=(800, 4))
+    seen = rng.normal(size=(20, 4)) * 0.3 + np.array([4.0, 0, 0, 0])
+    X = np.vstack([seen, normal])
+    y = np.r_[np.ones(len(seen)), np.zeros(len(normal))].astype(int)
+    test_normal = rng.normal(size=(300, 4))
+    unseen = rng.normal(size=(30, 4)) * 0.3 + np.array([0, 0, -5.0, 5.0])  # a kind never labelled
+    X_test = np.vstack([test_normal, unseen])
+    y_test = np.r_[np.zeros(len(test_normal)), np.ones(len(unseen))]
+    return X, y, X_test, y_test
+
+
+@pytest.fixture(scope="module")
+def planted_models():
+    X, y, X_test, y_test = _planted()
+    with_prior = SwiftHydra(random_state=0, **MICRO).fit(X, y)
+    without = SwiftHydra(random_state=0, prior_weight=0, **MICRO).fit(X, y)
+    return with_prior, without, X, y, X_test, y_test
+
+
+def test_the_prior_only_adds_to_the_networks_score(planted_models):
+    model, without, X, _, X_test, _ = planted_models
+    assert without.prior_ is None and without.prior_weight_ == 0.0 and without.prior_scale_ == 0.0
+    np.testing.assert_array_equal(model._score_scaled(model._scale(X_test)), without.decision_function(X_test))
+    expected = without.decision_function(X_test) + model.prior_scale_ * model._prior_term(X_test)
+    np.testing.assert_allclose(model.decision_function(X_test), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.decision_scores_, model.decision_function(X), rtol=0, atol=1e-12)
+    assert model.threshold_ == pytest.approx(np.quantile(model.decision_scores_, 0.9), rel=1e-6)
+
+
+def test_auto_weight_follows_the_known_anomalies_separation(planted_models):
+    model = planted_models[0]
+    assert model.prior_auc_ > 0.95  # the labelled kind lies far from the normal rows
+    assert model.prior_weight_ == pytest.approx(2.0 * max(0.1, 2 * model.prior_auc_ - 1))
+    q1, q3 = np.percentile(model._score_scaled(model._scale(planted_models[2][planted_models[3] == 0])), [25, 75])
+    assert model.prior_scale_ == pytest.approx(model.prior_weight_ * (q3 - q1), rel=1e-6)
+    fixed = SwiftHydra(random_state=0, prior_weight=0.7, **MICRO).fit(planted_models[2], planted_models[3])
+    assert fixed.prior_weight_ == 0.7
+
+
+def test_the_prior_finds_a_kind_of_anomaly_nobody_labelled(planted_models):
+    model, without, _, _, X_test, y_test = planted_models
+    auc_with = roc_auc_score(y_test, model.decision_function(X_test))
+    auc_without = roc_auc_score(y_test, without.decision_function(X_test))
+    assert auc_with >= 0.95
+    assert auc_with > auc_without
+
+
+def test_save_load_keeps_the_prior(planted_models, tmp_path):
+    model, without, *_, X_test, _ = planted_models
+    model.save(tmp_path / "m")
+    back = SwiftHydra.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.decision_function(X_test), model.decision_function(X_test))
+    assert (back.prior_weight_, back.prior_auc_, back.prior_scale_) == (
+        model.prior_weight_, model.prior_auc_, model.prior_scale_)
+    without.save(tmp_path / "w")
+    back = SwiftHydra.load(tmp_path / "w")
+    assert back.prior_ is None
+    np.testing.assert_array_equal(back.decision_function(X_test), without.decision_function(X_test))
+
+
+def test_a_prior_that_does_not_fit_the_model_is_refused(planted_models, tmp_path, monkeypatch):
+    model = planted_models[0]
+    monkeypatch.setattr(model.prior_, "reference", model.prior_.reference[:, :2])
+    model.save(tmp_path / "bad")
+    with pytest.raises(ModelFileError, match="inconsistent"):
+        SwiftHydra.load(tmp_path / "bad")
+
+
+def test_explanations_include_the_prior(planted_models):
+    from swifthydra.explain import attribute
+
+    model, *_, X_test, _ = planted_models
+    rows = X_test[-3:]  # unseen anomalies: the prior carries most of their score
+    base = np.median(planted_models[2][planted_models[3] == 0], axis=0)
+    ig = attribute(model, rows, baseline=base, method="integrated-gradients", steps=128)
+    gap = model.decision_function(rows) - model.decision_function(base[None])[0]
+    np.testing.assert_allclose(ig.sum(1), gap, rtol=0.05, atol=0.05)
+    # the planted columns of the unseen kind (2 and 3) explain it
+    assert set(np.argsort(-ig, axis=1)[:, :2].ravel()) <= {2, 3}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed")
+@pytest.mark.parametrize("routed", [True, False])
+def test_onnx_export_includes_the_prior(planted_models, tmp_path, routed):
+    from swifthydra.onnx_export import export_onnx
+
+    model, *_, X_test, _ = planted_models
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, routed=routed)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    score = sess.run(None, {"features": X_test.astype(np.float64)})[0]
+    np.testing.assert_allclose(score, model.decision_function(X_test), rtol=0, atol=1e-5)
+
+
+def test_info_reports_the_prior(planted_models, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from swifthydra.cli import app
+
+    model, without, *_ = planted_models
+    model.save(tmp_path / "m")
+    without.save(tmp_path / "w")
+    runner = CliRunner()
+    out = runner.invoke(app, ["info", str(tmp_path / "m")])
+    assert out.exit_code == 0, out.output
+    assert f"weight {model.prior_weight_:.3g}" in out.output and "AUC" in out.output
+    summary = json.loads(runner.invoke(app, ["info", str(tmp_path / "m"), "--json"]).output)
+    assert summary["density_prior"]["weight"] == pytest.approx(model.prior_weight_)
+    assert "density prior  none" in runner.invoke(app, ["info", str(tmp_path / "w")]).output
