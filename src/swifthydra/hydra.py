@@ -764,7 +764,13 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         ``prior_weight`` times the interquartile range of the unlabeled rows' scores. The prior's
         rows are standardised, not power-transformed: the transform shrinks the long tails where
         anomalies lie (docs/design.md §10.1)."""
-        from swifthydra.detectors.prior import MAX_CALIBRATION, MAX_REFERENCE, DensityPrior, K
+        from swifthydra.detectors.prior import (
+            MAX_CALIBRATION,
+            MAX_REFERENCE,
+            DensityPrior,
+            K,
+            spread,
+        )
 
         self.prior_, self.prior_scale_ = None, 0.0
         self.prior_auc_, self.prior_weight_ = float("nan"), 0.0
@@ -786,12 +792,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             weight = float(self.prior_weight)
         if weight <= 0:
             return
-        q1, q3 = np.percentile(raw[unlabeled], [25, 75])
-        spread = float(q3 - q1)
-        if not np.isfinite(spread) or spread <= 1e-6:
-            spread = float(np.std(raw[unlabeled])) if np.std(raw[unlabeled]) > 1e-6 else 1.0
         self.prior_, self.prior_weight_ = prior, float(weight)
-        self.prior_scale_ = float(weight) * spread
+        self.prior_scale_ = float(weight) * spread(raw[unlabeled], 1e-6)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score per row (a logit; higher = more anomalous).

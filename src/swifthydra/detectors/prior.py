@@ -27,10 +27,16 @@ MAX_CALIBRATION = 20_000  # rows whose prior sets the median and IQR
 _CHUNK = 4096  # rows per distance block when scoring
 
 
-def log_knn_distance(z: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
-    """``log(mean distance to the k nearest reference rows)`` per row of ``z`` (float64, (B,))."""
+def log_knn_distance(z: torch.Tensor, reference: torch.Tensor, k: int, self_offset: int | None = None) -> torch.Tensor:
+    """``log(mean distance to the k nearest reference rows)`` per row of ``z`` (float64, (B,)).
+
+    ``self_offset``: row ``i`` of ``z`` is reference row ``self_offset + i`` and not its own
+    neighbour."""
     z = z.to(torch.float64)
     sq = (z * z).sum(1, keepdim=True) - 2.0 * z @ reference.T + (reference * reference).sum(1)[None, :]
+    if self_offset is not None:
+        rows = torch.arange(len(z))
+        sq[rows, rows + self_offset] = float("inf")
     nearest = torch.topk(sq, k, dim=1, largest=False).values  # (B, k) squared distances
     dist = torch.sqrt(nearest.clamp(min=0.0) + 1e-12).mean(1)
     return torch.log(dist + 1e-9)
@@ -56,7 +62,7 @@ class DensityPrior:
 
     @classmethod
     def fit(cls, Z: np.ndarray, seed: int, k: int = K, max_reference: int = MAX_REFERENCE) -> DensityPrior:
-        """Reference sample and calibration from the unlabeled rows ``Z`` (the networks' space).
+        """Reference sample and calibration from the unlabeled rows ``Z`` (standardised).
 
         A reference row's own distance is left out of its calibration value (its ``k + 1``
         nearest, the first being itself)."""
@@ -75,21 +81,11 @@ class DensityPrior:
         if len(calib):
             own.append(_chunked(torch.from_numpy(Z[calib]), reference, k))
         if len(calib) < max_reference:  # few rows outside the reference: its rows, leaving themselves out
-            r = torch.from_numpy(Z[ref_idx])
-            out = []
-            for s in range(0, len(r), _CHUNK):
-                zz = r[s:s + _CHUNK]
-                sq = (zz * zz).sum(1, keepdim=True) - 2.0 * zz @ reference.T + (reference * reference).sum(1)[None, :]
-                rows = torch.arange(len(zz))
-                sq[rows, rows + s] = float("inf")  # not its own neighbour
-                nearest = torch.topk(sq, k, dim=1, largest=False).values
-                out.append(torch.log(torch.sqrt(nearest.clamp(min=0.0) + 1e-12).mean(1) + 1e-9))
-            own.append(torch.cat(out))
+            own.append(torch.cat([log_knn_distance(reference[s:s + _CHUNK], reference, k, self_offset=s)
+                                  for s in range(0, len(reference), _CHUNK)]))
         values = torch.cat(own).numpy()
-        q1, med, q3 = np.percentile(values, [25, 50, 75])
-        scale = q3 - q1
-        if not np.isfinite(scale) or scale <= 1e-9:
-            scale = float(np.std(values)) if np.std(values) > 1e-9 else 1.0
+        med = float(np.median(values))
+        scale = spread(values, 1e-9)
         prior = cls(reference, k, float(med), float(scale))
         prior.calibration_ = (values - med) / scale  # the unlabeled rows' own terms (not saved)
         return prior
@@ -135,6 +131,16 @@ class DensityPrior:
         if not (np.isfinite(scale) and scale > 0 and np.isfinite(float(config["center"]))):
             raise ValueError("density prior: non-finite or non-positive calibration")
         return cls(ref, k, float(config["center"]), scale)
+
+
+def spread(values: np.ndarray, floor: float) -> float:
+    """Interquartile range of ``values``; their standard deviation when that is not above
+    ``floor``, and 1 when neither is."""
+    q1, q3 = np.percentile(values, [25, 75])
+    if np.isfinite(q3 - q1) and q3 - q1 > floor:
+        return float(q3 - q1)
+    std = float(np.std(values))
+    return std if std > floor else 1.0
 
 
 def _chunked(z: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
