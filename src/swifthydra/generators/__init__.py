@@ -21,9 +21,15 @@ Generators (:data:`GENERATORS`):
   ``decision_function``).
 
 Every generated row has weight ``min(1, generated_weight · n_known_anomalies / n_generated)``
-(``sample_weight_``): together at most ``generated_weight`` times the real anomalies. In an
-``imblearn.pipeline.Pipeline`` the weights do not reach the classifier (every row weighs 1);
-call ``fit_resample`` yourself to use them.
+(``sample_weight_``): together at most ``generated_weight`` times the real anomalies.
+imbalanced-learn's ``Pipeline`` cannot pass a sampler's weights on (every row would weigh 1; a
+generator in one warns once, :class:`GeneratedWeightsWarning`). :func:`make_weighted_pipeline` /
+:class:`WeightedPipeline` do: the final estimator's ``fit`` gets ``sample_weight=`` 1.0 for each
+real row and the generator's weight for each generated row, as by hand above::
+
+    pipe = make_weighted_pipeline(StandardScaler(), make_generator("nngmix", random_state=0),
+                                  LogisticRegression())
+    pipe.fit(X, y)
 
 :class:`~swifthydra.hydra.SwiftHydra` runs the same proposal and selection steps
 (:mod:`swifthydra.generators._core`) inside its self-reinforcing loop, and
@@ -40,12 +46,15 @@ from swifthydra.exceptions import InvalidInputError
 from swifthydra.generators._samplers import (
     BaseGenerator,
     CVAEGenerator,
+    GeneratedWeightsWarning,
     MixupGenerator,
     NNGMixGenerator,
     NoGenerator,
     RLGenerator,
+    WeightedPipeline,
     anomaly_probability,
     default_estimator,
+    make_weighted_pipeline,
 )
 from swifthydra.generators.loop import SelfReinforcingClassifier
 
@@ -87,12 +96,15 @@ __all__ = [
     "GENERATORS",
     "BaseGenerator",
     "CVAEGenerator",
+    "GeneratedWeightsWarning",
     "MixupGenerator",
     "NNGMixGenerator",
     "NoGenerator",
     "RLGenerator",
     "SelfReinforcingClassifier",
+    "WeightedPipeline",
     "anomaly_probability",
     "default_estimator",
     "make_generator",
+    "make_weighted_pipeline",
 ]

@@ -4,17 +4,29 @@
 order, then the generated anomalies (``y = 1``). ``sample_weight_`` holds 1.0 for every real row
 and the weight of each generated row; ``generated_`` and ``n_generated_`` the generated rows and
 their count. Labels are weak labels: 1 = known anomaly, 0 = unlabeled.
+
+imbalanced-learn's ``Pipeline`` has no channel for a sampler's weights (``fit_resample`` returns
+``(X, y)`` only, and metadata routing carries the caller's metadata, not a step's output), so
+:class:`WeightedPipeline` (:func:`make_weighted_pipeline`) passes ``sample_weight_`` on to the
+final estimator's ``fit``; a generator that finds itself in a plain imbalanced-learn pipeline
+warns (:class:`GeneratedWeightsWarning`).
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 from imblearn.base import BaseSampler
+from imblearn.pipeline import Pipeline as _ImbPipeline
+from imblearn.pipeline import make_pipeline as _imb_make_pipeline
 from sklearn.base import clone
+from sklearn.utils import Bunch
 
 from swifthydra._features import FeatureScaler
 from swifthydra._torch import torch_threads
@@ -30,7 +42,17 @@ from swifthydra.generators._core import (
     select,
 )
 
-__all__ = ["BaseGenerator", "CVAEGenerator", "MixupGenerator", "NNGMixGenerator", "NoGenerator", "RLGenerator"]
+__all__ = [
+    "BaseGenerator",
+    "CVAEGenerator",
+    "GeneratedWeightsWarning",
+    "MixupGenerator",
+    "NNGMixGenerator",
+    "NoGenerator",
+    "RLGenerator",
+    "WeightedPipeline",
+    "make_weighted_pipeline",
+]
 
 
 def _is_int(v: Any, low: int) -> bool:
@@ -117,6 +139,17 @@ class BaseGenerator(BaseSampler):
         w = np.ones(len(yc) + len(gen), dtype=np.float64)
         w[len(yc):] = generated_weight(int(yc.sum()), len(gen), float(self.generated_weight))
         self.sample_weight_ = w
+        if (len(gen) and np.any(w[len(yc):] != 1.0) and type(self) not in _WARNED_PLAIN_PIPELINE
+                and _in_plain_imblearn_pipeline()):
+            _WARNED_PLAIN_PIPELINE.add(type(self))
+            warnings.warn(
+                f"{type(self).__name__} runs inside an imblearn.pipeline.Pipeline, which drops its "
+                "sample_weight_: the final estimator gets every generated row at weight 1 instead "
+                "of its smaller weight. Use swifthydra.generators.make_weighted_pipeline (or "
+                "WeightedPipeline) to pass the weights on to the estimator's fit.",
+                GeneratedWeightsWarning,
+                stacklevel=2,
+            )
         X_res = np.vstack([Xc, gen]) if len(gen) else Xc.copy()
         y_res = np.concatenate([yc, np.ones(len(gen), dtype=np.int64)])
         return arrays.transform(X_res, y_res)
@@ -526,3 +559,195 @@ class RLGenerator(CVAEGenerator):
         checks = super()._param_checks()
         checks["ppo_iterations"] = _is_int(self.ppo_iterations, 1)
         return checks
+
+
+# ------------------------------------------------------------------ weights through a pipeline
+class GeneratedWeightsWarning(UserWarning):
+    """A generator ran in a plain ``imblearn.pipeline.Pipeline``, which drops ``sample_weight_``.
+
+    Issued once per generator class and process (a cross-validation does not repeat it); silence
+    it with ``warnings.filterwarnings("ignore", category=GeneratedWeightsWarning)`` to fit with
+    every row at weight 1 on purpose.
+    """
+
+
+#: generator classes that have warned about a plain imbalanced-learn pipeline (once each)
+_WARNED_PLAIN_PIPELINE: set[type] = set()
+
+
+def _in_plain_imblearn_pipeline() -> bool:
+    """Whether the nearest pipeline fitting this sampler (``Pipeline._fit`` up the call stack) is
+    an imbalanced-learn ``Pipeline`` other than :class:`WeightedPipeline`."""
+    frame = sys._getframe(1)
+    for _ in range(50):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "_fit":
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, _ImbPipeline):
+                return not isinstance(owner, WeightedPipeline)
+        frame = frame.f_back
+    return False
+
+
+def _takes_sample_weight(method: Any) -> bool:
+    """Whether ``method`` takes ``sample_weight`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "sample_weight" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _n_rows(X: Any) -> int:
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None else len(X)
+
+
+class WeightedPipeline(_ImbPipeline):
+    """An ``imblearn.pipeline.Pipeline`` that passes the generators' weights to the final step.
+
+    Same parameters and behaviour as imbalanced-learn's ``Pipeline``, plus: after the samplers
+    ran, the final estimator is fitted with ``sample_weight=`` the weights of its training rows,
+    1.0 for a real row and ``sample_weight_`` of the generator for a generated one. The result is
+    what ``clf.fit(X_res, y_res, sample_weight=gen.sample_weight_)`` gives by hand::
+
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+        from swifthydra.generators import make_generator, make_weighted_pipeline
+
+        pipe = make_weighted_pipeline(StandardScaler(), make_generator("nngmix", random_state=0),
+                                      LogisticRegression())
+        pipe.fit(X, y)   # generated rows reach LogisticRegression.fit with their small weights
+
+    * The weights reach the final step's ``fit`` (and its ``fit_predict`` / ``fit_transform``
+      when those take ``sample_weight``), with or without metadata routing.
+    * A final step whose ``fit`` takes no ``sample_weight`` (neither by name nor ``**kwargs``), or
+      a nested scikit-learn ``Pipeline`` as final step, raises :class:`InvalidInputError` when a
+      generated row weighs less than 1 (the weights would be lost); put the nested pipeline's
+      steps into this one, or use ``imblearn.pipeline.Pipeline`` to fit every row at weight 1 on
+      purpose. When every weight is 1 (``"none"``, no generated row) such a step is fitted
+      without ``sample_weight``.
+    * Weights the caller passes to the final step (``clf__sample_weight=w``, or ``sample_weight``
+      requested through metadata routing), one per input row, weight the real rows; generated
+      rows keep their own weights.
+    * Other samplers may stand before a generator. After one, the weights follow the rows when
+      that sampler records ``sample_indices_`` (the under-samplers); one that does not, after a
+      generator, raises :class:`InvalidInputError`: put generators after such samplers.
+    * Without a generator among its steps it is exactly ``imblearn.pipeline.Pipeline``.
+    """
+
+    def _check_method_params(self, method, props, **kwargs):
+        routed = super()._check_method_params(method, props, **kwargs)
+        if isinstance(routed, dict):
+            return routed
+        # metadata routing without metadata returns an object that makes a new, empty Bunch on
+        # every access: make it one Bunch so that _fit can add the final step's weights to it
+        return Bunch(**{name: routed[name] for name, step in self.steps if step is not None})
+
+    def _fit(self, X, y=None, routed_params=None, **kwargs):
+        n_rows = _n_rows(X)
+        Xt, yt = super()._fit(X, y, routed_params, **kwargs)
+        if routed_params is not None and self._final_estimator not in (None, "passthrough"):
+            self._route_weights(n_rows, routed_params)
+        return Xt, yt
+
+    def _step_weights(self, n_rows: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(w, origin)`` for the final step's training rows: each row's generated weight (1.0
+        for a real row) and the index of the input row it is (-1: generated; ``origin`` None
+        when unknown). ``(None, None)`` without a generator."""
+        w = np.ones(n_rows, dtype=np.float64)
+        origin: np.ndarray | None = np.arange(n_rows)
+        seen = False
+        for name, step in self.steps[:-1]:
+            if isinstance(step, BaseGenerator):
+                gw = np.asarray(step.sample_weight_, dtype=np.float64)
+                n_in = len(gw) - int(step.n_generated_)
+                if w is None:  # after a sampler that does not say which rows it kept
+                    w = np.ones(n_in, dtype=np.float64)
+                if len(w) != n_in:
+                    raise InvalidInputError(
+                        f"step {name!r} received {n_in} rows, {len(w)} expected: a step before it "
+                        "changed the number of rows without being a sampler."
+                    )
+                w = np.concatenate([w * gw[:n_in], gw[n_in:]])
+                if origin is not None:
+                    origin = np.concatenate([origin, np.full(len(gw) - n_in, -1)])
+                seen = True
+            elif hasattr(step, "fit_resample"):
+                idx = getattr(step, "sample_indices_", None)
+                if idx is not None and w is not None:
+                    idx = np.asarray(idx)
+                    w = w[idx]
+                    origin = origin[idx] if origin is not None else None
+                elif seen and w is not None and np.any(w != 1.0):
+                    raise InvalidInputError(
+                        f"sampler {name!r} ({type(step).__name__}) follows a generator and does not "
+                        "record which rows it kept (sample_indices_), so the generated rows' "
+                        "weights cannot follow them: put the generators after it."
+                    )
+                else:
+                    w, origin = None, None
+        return (w, origin) if seen else (None, None)
+
+    def _route_weights(self, n_rows: int, routed_params: Any) -> None:
+        w, origin = self._step_weights(n_rows)
+        if w is None:
+            return
+        last_name, final = self.steps[-1]
+        step_params = routed_params[last_name]
+        from sklearn.pipeline import Pipeline as _SkPipeline
+
+        supported = _takes_sample_weight(final.fit) and not isinstance(final, _SkPipeline)
+        user_given = any(
+            "sample_weight" in (step_params.get(m) or {}) for m in ("fit", "fit_predict", "fit_transform")
+        )
+        if not supported:
+            if np.all(w == 1.0) and not user_given:
+                return  # nothing would be lost: fit as imbalanced-learn does
+            what = ("a scikit-learn Pipeline: put its steps into this pipeline"
+                    if isinstance(final, _SkPipeline)
+                    else "its fit takes no sample_weight")
+            raise InvalidInputError(
+                f"the final step {last_name!r} ({type(final).__name__}) cannot take the generated "
+                f"rows' weights, {what}; use a classifier whose fit takes sample_weight, or "
+                "imblearn.pipeline.Pipeline to fit every row at weight 1 on purpose."
+            )
+        for method in ("fit", "fit_predict", "fit_transform"):
+            if method != "fit" and not _takes_sample_weight(getattr(final, method, None)):
+                continue
+            params = dict(step_params.get(method) or {})
+            params["sample_weight"] = self._combine(w, origin, params.get("sample_weight"), n_rows)
+            step_params[method] = params
+
+    @staticmethod
+    def _combine(w: np.ndarray, origin: np.ndarray | None, given: Any, n_rows: int) -> np.ndarray:
+        if given is None:
+            return w
+        given = np.asarray(given, dtype=np.float64).reshape(-1)
+        if len(given) != n_rows:
+            raise InvalidInputError(
+                f"sample_weight for the final step has {len(given)} values; give one per input "
+                f"row ({n_rows}): the generated rows get their own weights."
+            )
+        if origin is None:
+            raise InvalidInputError(
+                "sample_weight for the final step cannot follow the rows through a sampler that "
+                "does not record which rows it kept (sample_indices_)."
+            )
+        out = w.copy()
+        real = origin >= 0
+        out[real] *= given[origin[real]]
+        return out
+
+
+def make_weighted_pipeline(*steps: Any, memory: Any = None, verbose: bool = False) -> WeightedPipeline:
+    """:class:`WeightedPipeline` from its steps, named as ``imblearn.pipeline.make_pipeline``
+    names them (lower-case class names)::
+
+        pipe = make_weighted_pipeline(StandardScaler(), make_generator("mixup", random_state=0),
+                                      LogisticRegression())
+    """
+    named = _imb_make_pipeline(*steps, memory=memory, verbose=verbose)
+    return WeightedPipeline(named.steps, memory=memory, verbose=verbose)
