@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -283,3 +285,177 @@ def test_report_of_one_dataset_and_one_episode_builds(tmp_path):
     md = make_report(path, tmp_path / "rep").read_text()
     assert "swifthydra: no per-episode number varies (one episode recorded)" in md
     assert "data:image/png;base64," in (tmp_path / "rep" / "report.html").read_text()
+
+
+# ------------------------------------------------------------------ long model names (--param)
+LONG = "swifthydra[generator=none,prior_weight=0.5]"  # bench --param swifthydra.generator=none ...
+LONG_IFOREST = "iforest[max_features=0.8,n_estimators=500]"
+
+
+@pytest.fixture
+def long_results(tmp_path):
+    """Results with two ``--param`` models (labels of 43 characters) beside short ones: standard
+    cells with histories, unseen-type cells and a failed cell."""
+    rng = np.random.RandomState(1)
+    models = [("swifthydra", {}, 0.90), ("swifthydra", {"generator": "none", "prior_weight": 0.5}, 0.89),
+              ("catboost", {}, 0.87), ("iforest", {"n_estimators": 500, "max_features": 0.8}, 0.75),
+              ("ecod", {}, 0.74)]
+    path = tmp_path / "long.sqlite"
+    with ResultStore(path) as store:
+        for ds in DATASETS:
+            for seed in (1, 2):
+                for model, config, base in models:
+                    extra = {"config": json.dumps(config, sort_keys=True)}
+                    if model == "swifthydra":
+                        extra["history"] = json.dumps({
+                            "history": [{"episode": e, "reward": 1 / (e + 1), "auc": 0.8 + 0.01 * e}
+                                        for e in range(5)],
+                            "view": {"normal": rng.rand(40, 2).tolist(), "anomaly": (rng.rand(6, 2) + 1).tolist(),
+                                     "generated": (rng.rand(12, 2) + 1.5).tolist()}})
+                    row = _row(ds, model, seed, base + rng.normal(0, 0.02), **extra)
+                    row["fit_seconds"] = 0.1 + 2 * len(json.dumps(config))  # the long ones are slow
+                    store.add(row)
+        store.add({**_row("14_glass", "xgbod", 1, 0.0), "config": json.dumps({"n_estimators": 300, "learning_rate": 0.05}, sort_keys=True),
+                   "status": "error", "auc_roc": None, "error": "ValueError: something broke"})
+        for train in ("local", "global"):
+            per_type = {t: {"auc_roc": 0.9 if t == train else 0.6, "auc_pr": 0.5}
+                        for t in ("local", "global", "cluster", "dependency")}
+            for model, config, _ in models[1:4]:
+                store.add({**_row("14_glass", model, 1, 0.7), "config": json.dumps(config, sort_keys=True),
+                           "scenario": f"unseen-type:{train}", "extra": json.dumps({"per_type": per_type})})
+    return path
+
+
+def test_plot_names_shorten_long_labels_only():
+    from swifthydra.bench.report import plot_names
+
+    names = plot_names(["swifthydra", "xgboost[n_estimators=5]", LONG, "swifthydra[episodes=40,max_samples=20000]",
+                        "catboost[depth=8,iterations=2000]+nngmix[n_neighbors=5]", LONG_IFOREST,
+                        "a_model_with_a_very_long_name_and_no_settings"])
+    assert names["swifthydra"] == "swifthydra" and names["xgboost[n_estimators=5]"] == "xgboost[n_estimators=5]"
+    # numbered per stem in natural order of the labels
+    assert names["swifthydra[episodes=40,max_samples=20000]"] == "swifthydra #1" and names[LONG] == "swifthydra #2"
+    assert names["catboost[depth=8,iterations=2000]+nngmix[n_neighbors=5]"] == "catboost+nngmix #1"
+    assert names[LONG_IFOREST] == "iforest #1"
+    assert names["a_model_with_a_very_long_name_and_no_settings"] == "a_model_with_a_very… #1"
+    assert len(set(names.values())) == len(names) and all(len(n) <= 24 for n in names.values())
+    # a short label that looks like a short name is not shadowed
+    assert plot_names(["swifthydra #1", LONG])[LONG] == "swifthydra #2"
+
+
+def test_report_with_long_param_names_is_readable(long_results, tmp_path, monkeypatch):
+    """A report with ``--param`` models: plots name them by short names (a table in the report
+    maps each to its label), legends stand outside the axes, images are saved whole, the HTML
+    lets long names break, and nothing is warned."""
+    import matplotlib.figure
+    import matplotlib.text
+
+    from swifthydra.bench import report
+
+    drawn = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        out = save(fig, path, *args, **kwargs)
+        renderer = fig.canvas.get_renderer()
+        texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text()]
+        axes = [ax.get_window_extent(renderer) for ax in fig.axes if ax.axison]
+        legends = [lg.get_window_extent(renderer) for lg in
+                   [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]]
+        drawn[Path(path).name] = (texts, axes, legends, kwargs)
+        return out
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    # the layout warnings are gone at their cause: nothing to warn even without the filter
+    monkeypatch.setattr(report, "_quiet_matplotlib", contextlib.nullcontext)
+    with warnings_as_errors():
+        md = make_report(long_results, tmp_path / "rep").read_text()
+    html_text = (tmp_path / "rep" / "report.html").read_text()
+
+    assert "## Model names in the plots" in md
+    assert f"| swifthydra #1 | {LONG} |" in md and f"| iforest #1 | {LONG_IFOREST} |" in md
+    assert "| swifthydra | swifthydra |" not in md  # short labels are not listed, nor
+    assert "xgbod #1" not in md and "| xgbod[learning_rate=0.05,n_estimators=300] | 1 |" in md  # one in no plot
+    assert f"| {LONG} | 0.8" in md and f"| dataset | swifthydra | {LONG} |" in md  # tables: full labels
+    images = re.findall(r"!\[(?:\\.|[^\]\\])*\]\((img/[^)]+)\)", md)  # alt texts: \[ and \] escaped
+    assert "![swifthydra\\[generator=none,prior_weight=0.5\\]: per-episode training curves" in md
+    assert len(images) == len(drawn) == 9  # cd, bars, time, throughput, 2 histories, 2 views, unseen
+    for rel in images:
+        assert (tmp_path / "rep" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(re.findall(r'<img src="data:image/png;base64,', html_text)) == 9
+
+    for name, (texts, axes, legends, kwargs) in drawn.items():
+        assert kwargs.get("bbox_inches") == "tight", name  # whatever stands outside the axes is kept
+        assert not any(LONG in t or LONG_IFOREST in t for t in texts), (name, texts)
+        for lg in legends:  # no legend over any plot's data
+            assert not any(lg.x0 < ax.x1 - 1 and lg.x1 > ax.x0 + 1 and lg.y0 < ax.y1 - 1 and lg.y1 > ax.y0 + 1
+                           for ax in axes), name
+    with_legend = sorted(n.split("_")[0] for n, (_, _, legends, _) in drawn.items() if legends)
+    assert with_legend == ["bars", "history", "history", "time", "view", "view"]
+    for prefix in ("cd_", "bars_", "time_", "throughput_", "unseen_"):
+        texts = next(t for n, (t, *_) in drawn.items() if n.startswith(prefix))
+        assert any("swifthydra #1" in t for t in texts), (prefix, texts)
+    assert any("iforest #1" in t for t in drawn[next(n for n in drawn if n.startswith("bars_"))][0])
+
+    # HTML: long names may break after [ , + ; tables scroll inside their own box
+    assert "swifthydra[<wbr>generator=none,<wbr>prior_weight=0.5]" in html_text
+    assert '<div class="table"><table>' in html_text and "div.table{max-width:100%;overflow-x:auto" in html_text
+
+
+def test_report_names_long_labels_in_plots_only_when_needed(results, tmp_path):
+    """Short names everywhere: no alias table, and the plots carry the labels themselves."""
+    md = make_report(results, tmp_path / "rep").read_text()
+    assert "Model names in the plots" not in md and " #1" not in md
+
+
+def test_matplotlib_layout_warnings_do_not_reach_the_user(tmp_path):
+    """Had a plot's layout failed (a label too long for its figure), the report would say nothing."""
+    from swifthydra.bench.report import _mpl, _quiet_matplotlib, plot_throughput
+
+    plt = _mpl()
+    label = "x" * 300  # no short name: wider than the figure
+    ok = pd.DataFrame({"label": [label, "b"], "rows_per_second": [100.0, 200.0]})
+    colors = {label: "tab:blue", "b": "tab:red"}
+    with pytest.warns(UserWarning, match="Tight layout not applied"):  # what the filter is for
+        plot_throughput(ok, [label, "b"], colors, tmp_path / "a.png", plt)
+    with warnings_as_errors(), _quiet_matplotlib():
+        plot_throughput(ok, [label, "b"], colors, tmp_path / "b.png", plt)
+    assert (tmp_path / "b.png").stat().st_size > 0
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    """Any warning raised inside fails the test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def test_html_report_with_long_names_fits_the_window_in_headless_chromium(long_results, tmp_path):
+    """Rendered at 1000 px, the page with ``--param`` model names is no wider than the window, and
+    the summary and name tables fit without scrolling (their long names wrap)."""
+    chromium = _chromium_or_skip()
+    out = tmp_path / "rep"
+    make_report(long_results, out)
+    page = (out / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load', function () {"
+             "var lines = ['PAGE ' + document.documentElement.scrollWidth + ' ' + window.innerWidth];"
+             "Array.from(document.querySelectorAll('div.table')).forEach(function (d, i) {"
+             "  var first = d.querySelector('th').textContent;"
+             "  lines.push('TABLE ' + i + ' ' + d.scrollWidth + ' ' + d.clientWidth + ' ' + first); });"
+             "Array.from(document.images).forEach(function (img, i) {"
+             "  lines.push('IMG ' + i + ' ' + img.getBoundingClientRect().right + ' ' + img.naturalWidth); });"
+             "var d = document.createElement('pre'); d.id = 'probe'; d.textContent = lines.join('\\n') + '\\nEND';"
+             "document.body.appendChild(d); });</script>")
+    (out / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        proc = _headless(chromium, profile, "--window-size=1000,900", "--dump-dom", (out / "probe.html").as_uri())
+    assert "END" in proc.stdout, proc.stderr[-2000:]
+    scroll, inner = map(int, re.search(r"PAGE (\d+) (\d+)", proc.stdout).groups())
+    assert inner <= 1000 and scroll <= inner, proc.stdout  # no horizontal scrolling of the page
+    tables = re.findall(r"TABLE (\d+) (\d+) (\d+) (\S+)", proc.stdout)
+    assert [t[3] for t in tables[:3]] == ["in", "model", "dataset"], tables  # names, summary, per dataset
+    for i, scroll_width, client_width, _ in tables:  # every table fits: long names wrap
+        assert int(scroll_width) <= int(client_width), (i, tables)
+    for i, right, natural in re.findall(r"IMG (\d+) ([\d.]+) (\d+)", proc.stdout):
+        assert float(right) <= inner and int(natural) > 100, (i, right)  # scaled to the page, loaded

@@ -22,15 +22,31 @@ The unseen-type scenario gets the train-type x test-type AUC matrix of each mode
 Means and ranks use the datasets on which every ranked model has a result ("complete cases");
 models with results on fewer than half of a section's datasets are left out of the ranking and
 listed. A *tie* is a difference of per-dataset mean AUC below ``tie_tolerance`` (0.005).
+
+Long model names (a model run with ``--param`` is labelled ``swifthydra[generator=none,
+prior_weight=0.5]``): tables always give the full label (it is what ``--reference`` takes). Plots
+show a label of more than :data:`PLOT_NAME_MAX` characters under a short name, the label without
+its bracketed settings and a number (``swifthydra #1``), the same in every section and plot; the
+table "Model names in the plots" near the top maps each short name to its label. Labels up to
+that length appear in plots as they are, so a report without long names has no such table.
+Legends sit outside the axes (never over data) and images are saved with ``bbox_inches="tight"``
+(nothing cut). In the HTML, long names in tables break after ``[``, ``,`` and ``+`` and a table
+wider than the page scrolls inside its own box; the Markdown keeps labels verbatim (copyable;
+GitHub scrolls wide tables). Matplotlib's layout warnings ("Tight layout not applied") are not
+passed on: they name files inside the package and say nothing to the user.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import math
 import os
+import re
 import time
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +57,7 @@ from swifthydra.exceptions import InvalidInputError
 
 METRICS = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR"}
 TIE_TOLERANCE = 0.005
+PLOT_NAME_MAX = 24  # model labels longer than this get a short name in plots
 EXPORT_FORMATS = ("csv", "markdown", "parquet")
 MARKDOWN_EXPORT_COLUMNS = ("dataset", "protocol", "scenario", "labeled_ratio", "seed", "model",
                            "config", "generator", "status", "auc_roc", "auc_pr", "fit_seconds",
@@ -80,8 +97,9 @@ class Doc:
                 out.append(block[1])
             elif kind == "code":
                 out.append("```\n" + block[1] + "\n```")
-            elif kind == "img":
-                out.append(f"![{block[2]}]({block[1]})")
+            elif kind == "img":  # brackets of a model label in the alt text escaped
+                alt = block[2].replace("[", "\\[").replace("]", "\\]")
+                out.append(f"![{alt}]({block[1]})")
             elif kind == "table":
                 out.append(markdown_table(block[1], block[2], block[3]))
             out.append("")
@@ -109,20 +127,27 @@ class Doc:
             elif kind == "table":
                 header, rows, align = block[1], block[2], block[3]
                 aligns = _aligns(header, rows, align)
-                head = "".join(f'<th style="text-align:{a}">{_inline_html(str(h))}</th>'
+                # a header may also break after "/" ("ok/skipped/failed"): narrow numeric columns
+                head = "".join(f'<th style="text-align:{a}">'
+                               f'{re.sub(r"(?<!<)/(?!>)", "/<wbr>", _inline_html(str(h)))}</th>'
                                for h, a in zip(header, aligns, strict=True))
                 trs = []
                 for row in rows:
-                    cells = "".join(f'<td style="text-align:{a}">{_inline_html(_fmt(v))}</td>'
+                    cells = "".join(f'<td{_NUM if a == "right" else ""} style="text-align:{a}">'
+                                    f"{_inline_html(_fmt(v))}</td>"
                                     for v, a in zip(row, aligns, strict=True))
                     trs.append(f"<tr>{cells}</tr>")
-                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(trs)}"
-                            "</tbody></table>")
+                body.append(f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>'
+                            f"{''.join(trs)}</tbody></table></div>")
+        # long names break where _inline_html put <wbr> (text outside tables also wherever a word
+        # would overflow); a table still wider than the page scrolls inside its div, not the page
         css = (
             "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;"
-            "margin:2em auto;padding:0 1em;color:#222}"
-            "table{border-collapse:collapse;margin:1em 0;font-size:0.85em}"
-            "th,td{border:1px solid #ccc;padding:3px 7px}th{background:#f2f2f2}"
+            "margin:2em auto;padding:0 1em;color:#222;overflow-wrap:break-word}"
+            "div.table{max-width:100%;overflow-x:auto;margin:1em 0}"
+            "table{border-collapse:collapse;font-size:0.85em}"
+            "th,td{border:1px solid #ccc;padding:3px 7px;vertical-align:top}td.n{white-space:nowrap}"
+            "th{background:#f2f2f2}"
             "tr:nth-child(even){background:#fafafa}img{max-width:100%;height:auto}"
             "figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}"
             "code{background:#f4f4f4;padding:0 3px}pre{background:#f4f4f4;padding:0.6em;"
@@ -134,6 +159,9 @@ class Doc:
             + "\n".join(body)
             + "\n</body>\n</html>\n"
         )
+
+
+_NUM = ' class="n"'  # a numeric cell: kept on one line
 
 
 def _data_uri(src: str, base: Path | None) -> str:
@@ -184,13 +212,13 @@ def _aligns(header, rows, align):
 
 
 def _inline_html(text: str) -> str:
-    """Escape, then turn Markdown ``**bold**`` and ``code`` spans into HTML."""
-    import re
-
+    """Escape, then turn Markdown ``**bold**`` and ``code`` spans into HTML; a run of over 20
+    characters without a space (a long model label) may break after ``[``, ``,``, ``{`` and
+    ``+`` (``<wbr>``: nothing is added to the text a reader copies)."""
     t = html.escape(text)
     t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
     t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
-    return t
+    return re.sub(r"[^\s<>]{21,}", lambda m: re.sub(r"([\[,{+])(?!$)", r"\1<wbr>", m.group()), t)
 
 
 def markdown_table(header: list[str], rows: list[list[Any]], align: str | None = None) -> str:
@@ -280,10 +308,59 @@ def _mpl():
 
 
 def _slug(*parts: Any) -> str:
-    import re
-
     text = "_".join(str(p) for p in parts)
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def plot_names(labels: Iterable[str], max_len: int = PLOT_NAME_MAX) -> dict[str, str]:
+    """The name of each model label in plots: the label itself when it has at most ``max_len``
+    characters, else a short name, the label without its bracketed settings (cut to 20
+    characters) and a number counting the long labels of that stem in natural order:
+    ``swifthydra[generator=none,prior_weight=0.5]`` -> ``swifthydra #1``,
+    ``catboost[depth=8]+nngmix[n_neighbors=5]`` -> ``catboost+nngmix #1``. Short names are
+    unique and differ from every label kept as it is."""
+    labels = sorted(dict.fromkeys(str(v) for v in labels), key=natural_key)
+    out = {lab: lab for lab in labels if len(lab) <= max_len}
+    taken = set(out)
+    counts: dict[str, int] = {}
+    for lab in labels:
+        if lab in out:
+            continue
+        stem = re.sub(r"\[[^\]]*\]|\{[^}]*\}", "", lab).strip() or lab.split("[")[0] or "model"
+        if len(stem) > 20:
+            stem = stem[:19] + "…"
+        while True:
+            counts[stem] = counts.get(stem, 0) + 1
+            name = f"{stem} #{counts[stem]}"
+            if name not in taken:
+                break
+        out[lab] = name
+        taken.add(name)
+    return out
+
+
+def _names_block(doc: Doc, names: dict[str, str]) -> None:
+    """The table of short names used in plots (nothing when every label is short)."""
+    short = [(n, lab) for lab, n in names.items() if n != lab]
+    if not short:
+        return
+    doc.h(2, "Model names in the plots")
+    doc.p(f"Plots show a model label of more than {PLOT_NAME_MAX} characters under a short name; "
+          "tables give the full label.")
+    doc.table(["in plots", "model"], [[n, lab] for n, lab in short], align="ll")
+
+
+@contextlib.contextmanager
+def _quiet_matplotlib() -> Iterator[None]:
+    """Keep matplotlib's warnings (layout: "Tight layout not applied ...") from the user: they name
+    a file and line inside the package and say nothing about the results. Matplotlib attributes
+    them to the plotting code that called it (this module, or :mod:`swifthydra.bench.gains`),
+    so the filter is on those modules (and matplotlib itself), for UserWarnings only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"matplotlib(\.|$)")
+        warnings.filterwarnings("ignore", category=UserWarning,
+                                module=r"swifthydra\.bench\.(report|gains)$")
+        yield
 
 
 def _model_colors(models: list[str]) -> dict[str, Any]:
@@ -365,17 +442,21 @@ def make_report(
         return _write(doc, out, title)
 
     _versions_block(doc, df)
-    standard = df[df["scenario"] == "standard"]
-    for (protocol, ratio), part in standard.groupby(["protocol", "labeled_ratio"], sort=True):
-        _standard_section(doc, part, protocol, ratio, img_dir, reference, metric,
-                          tie_tolerance, plt)
-    unseen = df[df["scenario"].str.startswith("unseen-type")]
-    for (protocol, ratio), part in unseen.groupby(["protocol", "labeled_ratio"], sort=True):
-        _unseen_section(doc, part, protocol, ratio, img_dir, plt)
-    _generator_block(doc, df, img_dir, tie_tolerance, plt)
+    # one short name per plotted label (those with an ok cell) for the whole report
+    names = plot_names(df.loc[df["status"] == "ok", "label"].unique())
+    _names_block(doc, names)
+    with _quiet_matplotlib():
+        standard = df[df["scenario"] == "standard"]
+        for (protocol, ratio), part in standard.groupby(["protocol", "labeled_ratio"], sort=True):
+            _standard_section(doc, part, protocol, ratio, img_dir, reference, metric,
+                              tie_tolerance, plt, names)
+        unseen = df[df["scenario"].str.startswith("unseen-type")]
+        for (protocol, ratio), part in unseen.groupby(["protocol", "labeled_ratio"], sort=True):
+            _unseen_section(doc, part, protocol, ratio, img_dir, plt, names)
+        _generator_block(doc, df, img_dir, tie_tolerance, plt)
+        plt.close("all")
     _errors_block(doc, df)
     _runs_block(doc, runs)
-    plt.close("all")
     return _write(doc, out, title)
 
 
@@ -410,12 +491,11 @@ def _per_dataset(ok, metric: str):
 
 def natural_key(name: str):
     """Sort ``2_annthyroid`` before ``10_cover`` (ADBench's numbering)."""
-    import re
-
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(name))]
 
 
-def _standard_section(doc, part, protocol, ratio, img_dir, reference, metric, tol, plt):
+def _standard_section(doc, part, protocol, ratio, img_dir, reference, metric, tol, plt,
+                      names=None):
     import pandas as pd
 
     tag = _slug(protocol, f"la{ratio:g}")
@@ -508,18 +588,18 @@ def _standard_section(doc, part, protocol, ratio, img_dir, reference, metric, to
     if len(ranks) >= 2:
         path = img_dir / f"cd_{tag}.png"
         plot_cd(ranks, fr.critical_difference if fr else None, path,
-                f"Average rank ({mname}), {protocol}, la={ratio:g}", plt)
+                f"Average rank ({mname}), {protocol}, la={ratio:g}", plt, names=names)
         doc.img(f"img/{path.name}", f"Critical-difference diagram of average {mname} ranks "
                 "(models joined by a bar are not significantly different, Nemenyi)")
     colors = _model_colors(order)
     path = img_dir / f"bars_{tag}.png"
-    plot_dataset_bars(mean, std, order, colors, path, mname, plt)
+    plot_dataset_bars(mean, std, order, colors, path, mname, plt, names=names)
     doc.img(f"img/{path.name}", f"{mname} per dataset (mean over seeds, bar = std)")
     path = img_dir / f"time_{tag}.png"
-    plot_auc_vs_time(ok, mean, order, colors, path, metric, plt)
+    plot_auc_vs_time(ok, mean, order, colors, path, metric, plt, names=names)
     doc.img(f"img/{path.name}", f"{mname} against fit time")
     path = img_dir / f"throughput_{tag}.png"
-    plot_throughput(ok, order, colors, path, plt)
+    plot_throughput(ok, order, colors, path, plt, names=names)
     doc.img(f"img/{path.name}", "Scoring throughput (test rows per second)")
 
     # ---- per-dataset tables
@@ -584,12 +664,31 @@ def _fn(v) -> str:
 
 
 # ============================================================================== plots
-def plot_cd(ranks, cd: float | None, path: Path, title: str, plt) -> None:
-    """Demšar-style critical-difference diagram."""
+def _name(names: dict[str, str] | None, label: str) -> str:
+    """A label's name in plots (:func:`plot_names`); the label itself without a mapping."""
+    return (names or {}).get(label, label)
+
+
+def _legend_columns(labels: list[str], width_in: float, fontsize: float, most: int = 8) -> int:
+    """How many legend entries fit side by side in ``width_in`` inches (a marker and its text)."""
+    longest = max((len(t) for t in labels), default=1)
+    entry = 0.45 + 0.0085 * fontsize * longest  # handle and gaps + text (mean glyph ~0.6 em)
+    return max(1, min(len(labels), most, int(width_in / entry)))
+
+
+def _save(fig, path: Path, dpi: int, plt) -> None:
+    """Save with a tight bounding box: text and legends outside the axes are kept, not cut."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.08)
+    plt.close(fig)
+
+
+def plot_cd(ranks, cd: float | None, path: Path, title: str, plt,
+            names: dict[str, str] | None = None) -> None:
+    """Demšar-style critical-difference diagram (models under their :func:`plot_names`)."""
     from swifthydra.bench.stats import cliques
 
-    names = list(ranks.index)
-    k = len(names)
+    labels = list(ranks.index)
+    k = len(labels)
     lo, hi = 1, max(k, 2)
     groups = cliques(ranks, cd) if cd else []
     half = math.ceil(k / 2)
@@ -615,8 +714,9 @@ def plot_cd(ranks, cd: float | None, path: Path, title: str, plt) -> None:
         y = -0.12 - 0.14 * i
         ax.plot([x(ranks[group[0]]) + 0.005, x(ranks[group[-1]]) - 0.005], [y, y], color="k",
                 lw=3, solid_capstyle="round")
-    for i, name in enumerate(names):  # best first
-        r = ranks[name]
+    for i, label in enumerate(labels):  # best first
+        r = ranks[label]
+        name = _name(names, label)
         if i < half:  # right side
             y = base - 0.3 * i
             ax.plot([x(r), x(r), 0.83], [0, y, y], color="0.3", lw=0.8)
@@ -626,18 +726,20 @@ def plot_cd(ranks, cd: float | None, path: Path, title: str, plt) -> None:
             ax.plot([x(r), x(r), 0.17], [0, y, y], color="0.3", lw=0.8)
             ax.text(0.16, y, f"({r:.2f}) {name}", ha="right", va="center", fontsize=9)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    # no tight_layout: the labels beside the axis are meant to stand outside it (tight_layout
+    # would try to squeeze them in, and give up with a warning); the saved box takes them in
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.02)
+    _save(fig, path, 110, plt)
 
 
 def plot_dataset_bars(mean, std, order, colors, path: Path, metric_name: str, plt,
-                      per_row: int = 8) -> None:
+                      per_row: int = 8, names: dict[str, str] | None = None) -> None:
     """Grouped bars per dataset (mean over seeds, error bar = std), ``per_row`` datasets a row.
 
     A single row holds just its datasets and the figure narrows with them (two datasets fill
     their plot instead of a quarter of a wide one); with several rows every row has ``per_row``
-    slots, so bars keep one width."""
+    slots, so bars keep one width. The legend stands above the plot, in as many columns as its
+    entries fit."""
     cols = [m for m in order if m in mean.columns]
     datasets = list(mean.index)
     m = max(1, len(cols))
@@ -655,22 +757,27 @@ def plot_dataset_bars(mean, std, order, colors, path: Path, metric_name: str, pl
             err = std.loc[chunk, model].to_numpy(dtype=float) if model in std.columns else None
             ax.bar(xs - 0.4 + width * (j + 0.5), np.nan_to_num(vals), width,
                    yerr=None if err is None else np.nan_to_num(err), color=colors[model],
-                   label=model, error_kw={"elinewidth": 0.6, "capsize": 0})
+                   label=_name(names, model), error_kw={"elinewidth": 0.6, "capsize": 0})
         ax.set_xticks(xs)
         ax.set_xticklabels(chunk, fontsize=8)
         ax.set_xlim(-0.5, slots - 0.5)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel(metric_name, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(ncol=min(m, 8, max(1, int(fig_width / 1.6))), fontsize=8, loc="lower center",
-                      bbox_to_anchor=(0.5, 1.0), frameon=False)
+    shown = [_name(names, c) for c in cols]
+    ncol = min(_legend_columns(shown, fig_width - 0.3, 8), max(1, int(fig_width / 1.6)))
+    axes[0, 0].legend(ncol=ncol, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                      frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, 100, plt)
 
 
-def plot_auc_vs_time(ok, mean, order, colors, path: Path, metric: str, plt) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+def plot_auc_vs_time(ok, mean, order, colors, path: Path, metric: str, plt,
+                     names: dict[str, str] | None = None) -> None:
+    """AUC against fit time: each cell (small dots) and each model's median fit time and mean
+    AUC over datasets (big marker, with its name beside it); the legend is beneath the plot."""
+    fig, ax = plt.subplots(figsize=(7, 4.8), layout="constrained")
+    marks = []
     for model in order:
         cells = ok[ok["label"] == model]
         if cells.empty:
@@ -679,19 +786,45 @@ def plot_auc_vs_time(ok, mean, order, colors, path: Path, metric: str, plt) -> N
         ax.scatter(fit, cells[metric], s=6, alpha=0.15, color=colors[model])
         mx = float(np.median(fit))
         my = float(mean[model].mean()) if model in mean.columns else float(cells[metric].mean())
-        ax.scatter([mx], [my], s=80, color=colors[model], edgecolor="k", zorder=3, label=model)
-        ax.annotate(model, (mx, my), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        name = _name(names, model)
+        ax.scatter([mx], [my], s=80, color=colors[model], edgecolor="k", zorder=3, label=name)
+        marks.append((name, mx, my))
     ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.08)  # room for the names beside the rightmost and topmost markers
     ax.set_xlabel("fit seconds per cell (log; big marker = median)")
     ax.set_ylabel(f"{METRICS[metric]} (big marker = mean over datasets)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", fontsize=7, frameon=False,
+                   ncol=_legend_columns(labels, 6.6, 7, most=6))
+    _name_markers(fig, ax, marks, 8)
+    _save(fig, path, 100, plt)
 
 
-def plot_throughput(ok, order, colors, path: Path, plt) -> None:
+def _name_markers(fig, ax, marks: list[tuple[str, float, float]], fontsize: float) -> None:
+    """Write each marker's name beside it (right or left, above or below) where it overlaps no
+    name written before; a marker among too many others keeps only its legend entry."""
+    fig.canvas.draw()  # lay the figure out: the pixel positions below are the final ones
+    px = fig.dpi / 72
+    placed: list[tuple[float, float, float, float]] = []
+    for name, x, y in marks:
+        cx, cy = ax.transData.transform((x, y))
+        w, h = 0.6 * fontsize * len(name) * px, 1.25 * fontsize * px
+        for dx, dy, ha in ((6, 4, "left"), (6, -4 - 1.25 * fontsize, "left"),
+                           (-6, 4, "right"), (-6, -4 - 1.25 * fontsize, "right")):
+            x0 = cx + dx * px - (w if ha == "right" else 0)
+            box = (x0, cy + dy * px, x0 + w, cy + dy * px + h)
+            if all(box[2] <= b[0] or box[0] >= b[2] or box[3] <= b[1] or box[1] >= b[3]
+                   for b in placed):
+                placed.append(box)
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy),
+                            ha=ha, va="bottom", fontsize=fontsize, annotation_clip=False)
+                break
+
+
+def plot_throughput(ok, order, colors, path: Path, plt,
+                    names: dict[str, str] | None = None) -> None:
     models = [m for m in order if (ok["label"] == m).any()]
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.4 * max(1, len(models))))
     med, lo, hi = [], [], []
@@ -711,14 +844,13 @@ def plot_throughput(ok, order, colors, path: Path, plt) -> None:
     ax.barh(y, np.nan_to_num(med), xerr=[lo, hi], color=[colors[m] for m in models],
             error_kw={"elinewidth": 0.8})
     ax.set_yticks(y)
-    ax.set_yticklabels(models, fontsize=9)
+    ax.set_yticklabels([_name(names, m) for m in models], fontsize=9)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("test rows scored per second (median, bar = interquartile range)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, 100, plt)
 
 
 # ============================================================================== history
@@ -830,7 +962,8 @@ def _history_block(doc: Doc, part, tag: str, img_dir: Path, plt) -> None:
         if cols:
             ncol = min(3, len(cols))
             nrow = math.ceil(len(cols) / ncol)
-            fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 2.8 * nrow), squeeze=False)
+            fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 2.8 * nrow), squeeze=False,
+                                     layout="constrained")
             for ax, col in zip(axes.ravel(), cols, strict=False):
                 for d, s, f in frames[:12]:
                     if col in f.columns:
@@ -841,12 +974,11 @@ def _history_block(doc: Doc, part, tag: str, img_dir: Path, plt) -> None:
                 ax.grid(alpha=0.3)
             for ax in axes.ravel()[len(cols):]:
                 ax.axis("off")
-            if len(frames) <= 12:
-                axes.ravel()[0].legend(fontsize=6)
-            fig.tight_layout()
+            if len(frames) <= 12:  # beside the plots, not over the first one's curves
+                handles, labels = axes.ravel()[0].get_legend_handles_labels()
+                fig.legend(handles, labels, loc="outside right upper", fontsize=6, frameon=False)
             path = img_dir / f"history_{_file_tag(model)}_{tag}.png"
-            fig.savefig(path, dpi=90)
-            plt.close(fig)
+            _save(fig, path, 90, plt)
             doc.img(f"img/{path.name}", f"{model}: per-episode training curves (first seed of "
                     "each dataset, up to 12)")
         views = [(d, s, p["view"]) for d, s, p in parsed
@@ -855,7 +987,8 @@ def _history_block(doc: Doc, part, tag: str, img_dir: Path, plt) -> None:
             views = views[:12]
             ncol = min(4, len(views))
             nrow = math.ceil(len(views) / ncol)
-            fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 3.1 * nrow), squeeze=False)
+            fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 3.1 * nrow), squeeze=False,
+                                     layout="constrained")
             for ax, (d, s, v) in zip(axes.ravel(), views, strict=False):
                 for key, color, marker, lab in (("normal", "0.7", ".", "normal"),
                                                 ("anomaly", "tab:red", "o", "real anomaly"),
@@ -869,17 +1002,18 @@ def _history_block(doc: Doc, part, tag: str, img_dir: Path, plt) -> None:
                 ax.set_yticks([])
             for ax in axes.ravel()[len(views):]:
                 ax.axis("off")
-            axes.ravel()[0].legend(fontsize=6, loc="best")
-            fig.tight_layout()
+            handles, labels = axes.ravel()[0].get_legend_handles_labels()
+            if handles:  # beneath the views, not over the first one's points
+                fig.legend(handles, labels, loc="outside lower center", ncol=len(handles),
+                           fontsize=7, frameon=False, markerscale=1.5)
             path = img_dir / f"view_{_file_tag(model)}_{tag}.png"
-            fig.savefig(path, dpi=90)
-            plt.close(fig)
+            _save(fig, path, 90, plt)
             doc.img(f"img/{path.name}", f"{model}: PCA view of normal rows, real anomalies and "
                     "generated anomalies")
 
 
 # ============================================================================== unseen types
-def _unseen_section(doc: Doc, part, protocol, ratio, img_dir: Path, plt) -> None:
+def _unseen_section(doc: Doc, part, protocol, ratio, img_dir: Path, plt, names=None) -> None:
     from swifthydra.bench.synthetic import ANOMALY_TYPES
 
     tag = _slug(protocol, f"la{ratio:g}")
@@ -940,7 +1074,7 @@ def _unseen_section(doc: Doc, part, protocol, ratio, img_dir: Path, plt) -> None
                 if np.isfinite(v):
                     ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                             color="w" if v < 0.8 else "k")
-        ax.set_title(model, fontsize=9)
+        ax.set_title(_name(names, model), fontsize=9)
         ax.set_xlabel("test type", fontsize=7)
         if k % ncol == 0:
             ax.set_ylabel("train type", fontsize=7)
@@ -948,8 +1082,7 @@ def _unseen_section(doc: Doc, part, protocol, ratio, img_dir: Path, plt) -> None
         ax.axis("off")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="AUC-ROC")
     path = img_dir / f"unseen_{tag}.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path, 100, plt)
     doc.img(f"img/{path.name}", "AUC-ROC per training anomaly type (rows) and test type (columns)")
 
 
