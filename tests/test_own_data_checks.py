@@ -103,12 +103,14 @@ def test_labels_fraud_legit_need_positive_label_and_odd_labels_are_errors(tmp_pa
     assert not (tmp_path / "m").exists()
 
 
-def test_label_values_read_as_before_and_empty_means_unlabeled(tmp_path):
+def test_label_values_read_as_before_and_empty_is_unlabeled(tmp_path):
     df = _transactions(n=40).drop(columns=["time"])
     path = tmp_path / "t.csv"
+    for nothing in ([""] * 40, ["0"] * 40):  # a label column that marks no row: an error (issue 23)
+        df.assign(label=nothing).to_csv(path, index=False)
+        with pytest.raises(InvalidInputError, match="marks no row as a known anomaly"):
+            read_table(path, label_column="label", id_column="tx_id")
     cases = {
-        "empty": ([""] * 40, [0] * 40),  # a label column with nothing in it: unsupervised
-        "zeros": (["0"] * 40, [0] * 40),
         "ones and empty": (["1"] * 3 + [""] * 37, [1] * 3 + [0] * 37),
         "yes/no": (["yes"] * 2 + ["no"] * 38, [1] * 2 + [0] * 38),
     }
@@ -145,9 +147,13 @@ def test_timestamps_become_three_features_listed_by_info(fitted, tmp_path):
     np.testing.assert_allclose(X[1, 2:5], pre.baseline_()[2:5])  # imputed: the median timestamp
     median = pd.Series(pd.to_datetime(df["time"])).median()
     np.testing.assert_allclose(pre.baseline_()[4], (median - start) / pd.Timedelta(days=1))
-    # the same table as Parquet with a datetime64 column (time-zone aware: converted to UTC) scores the same
+    # the same table as Parquet with a datetime64 column scores the same; the same instants with a
+    # time zone are an error, since training times had none (issue 23: no silent shift to UTC)
+    df.assign(time=pd.to_datetime(df["time"])).to_parquet(tmp_path / "t.parquet")
     tz = df.assign(time=pd.to_datetime(df["time"]).dt.tz_localize("UTC").dt.tz_convert("Europe/Paris"))
-    tz.to_parquet(tmp_path / "t.parquet")
+    tz.to_parquet(tmp_path / "tz.parquet")
+    line = _error_line(_invoke("score", d / "model", tmp_path / "tz.parquet", "--out", tmp_path / "tz.csv"))
+    assert "column 'time' held times with no time zone in training but holds times with a time zone (Europe/Paris)" in line
     _score(d, d / "train.csv", tmp_path / "a.csv")
     _score(d, tmp_path / "t.parquet", tmp_path / "b.csv", "--chunk-rows", "64")
     a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")

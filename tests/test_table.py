@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from swifthydra.datasets import TablePreprocessor, read_table
-from swifthydra.exceptions import InvalidInputError
+from swifthydra.exceptions import DataWarning, InvalidInputError
 
 
 @pytest.fixture
@@ -193,10 +193,11 @@ def test_numbers_read_as_text_or_objects_are_numeric(tmp_path):
         assert X[0, 1] == float(b[0])
     with pytest.raises(InvalidInputError, match="'b' holds non-numeric"):
         pre.transform(pd.DataFrame({"a": [1], "b": ["many"], "c": ["x"]}))
-    # text that is not all numbers stays categorical; an all-missing column too
+    # text that is not all numbers stays categorical; an all-missing column is left out (issue 23)
     df = pd.DataFrame({"n": ["1", "2", "3"], "t": ["1", "2", "three"], "e": pd.Series([None] * 3, dtype=object)})
-    pre = TablePreprocessor().fit(df)
-    assert pre.numeric_columns_ == ["n"] and sorted(pre.categories_) == ["e", "t"]
+    with pytest.warns(DataWarning, match=r"\['e'\] are empty"):
+        pre = TablePreprocessor().fit(df)
+    assert pre.numeric_columns_ == ["n"] and sorted(pre.categories_) == ["t"] and pre.constant_columns_ == ["e"]
 
 
 def test_preprocessing_saved_by_an_older_version_loads(frame):
@@ -247,11 +248,11 @@ def test_only_iso_dates_are_timestamps_and_numbers_as_text_stay_numeric():
     n = 6
     df = pd.DataFrame({
         "iso_date": [f"2024-01-0{i}" for i in range(1, n + 1)],
-        "zulu": ["2024-01-01T10:00:00Z", "2024-01-01T11:00:00+01:00"] * 3,
+        "zulu": ["2024-01-01T10:00:00Z", "2024-01-01T11:00:00+01:00", "2024-01-02T10:00:00Z"] * 2,
         "ids": [f"2024-{i}" for i in range(n)],  # codes that are not dates
-        "slashes": ["01/02/2024"] * n,  # ambiguous day/month: a category
-        "compact": ["20240101"] * n,  # a number
-        "bad_month": ["2024-13-01"] * n,  # ISO-shaped but not a date
+        "slashes": ["01/02/2024", "03/02/2024"] * 3,  # ambiguous day/month: a category
+        "compact": ["20240101", "20240102"] * 3,  # a number
+        "bad_month": ["2024-13-01", "2024-14-01"] * 3,  # ISO-shaped but not a date
         "numbers_as_text": pd.Series([str(i) for i in range(n)], dtype="string"),
         "stamp": pd.date_range("2024-01-01", periods=n, freq="D", tz="America/New_York"),
     })

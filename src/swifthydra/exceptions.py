@@ -25,6 +25,11 @@ class InvalidInputError(SwiftHydraError, ValueError):
     """Input data or arguments are malformed (NaN, wrong shape, non-numeric, ...)."""
 
 
+class DataWarning(UserWarning):
+    """Something in a user's table was handled in a way the user should know about (a column left
+    out, a value converted); the message names the columns and what was done."""
+
+
 class UnknownDatasetError(SwiftHydraError, LookupError):
     """A dataset name is not in the registry."""
 

@@ -63,9 +63,35 @@ del _command
 
 
 def main() -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script. A usage error (an unknown option, a missing argument,
+    a bad value) is one ``error: ...`` line and exit status 2, like every other error; without
+    arguments the help is printed (exit status 2, as before)."""
+    import sys
+
+    try:  # Typer >= 0.20 carries its own copy of Click
+        from typer._click import exceptions as click_exceptions
+    except ImportError:  # pragma: no cover - older Typer on Click
+        from click import exceptions as click_exceptions
+
     try:
-        app()
+        code = app(standalone_mode=False)  # a typer.Exit's status comes back
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            sys.exit(code)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help())
+        sys.exit(EXIT_USER_ERROR)
+    except click_exceptions.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except click_exceptions.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Exit, typer.Abort) as exc:
+        if isinstance(exc, typer.Abort):
+            typer.echo("error: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(exc.exit_code)
     finally:
         # The command is over (its files written and closed). With torch, scikit-learn and pandas
         # loaded, the interpreter's last garbage collections at exit walk ~400,000 objects several

@@ -31,7 +31,10 @@ from swifthydra.cli._table import (
 )
 from swifthydra.exceptions import InvalidInputError
 
-#: truth values read as "anomaly" / "normal" without --positive-label (trimmed, any case)
+#: truth values read as "anomaly" / "normal" without --positive-label (trimmed, any case): the same
+#: vocabulary as fit's label column (swifthydra.datasets.table.POSITIVE_LABELS / NEGATIVE_LABELS;
+#: spelt out here so the command line starts without importing the table module, and a test
+#: checks the two are equal)
 TRUE_ANOMALY = ("1", "1.0", "true", "yes", "y", "anomaly", "anomalous", "outlier")
 TRUE_NORMAL = ("0", "0.0", "false", "no", "n", "normal", "inlier")
 PLOT_FILES = ("roc_curve.png", "pr_curve.png")

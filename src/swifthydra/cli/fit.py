@@ -100,6 +100,7 @@ def fit(
         + ("" if n_known else " (unsupervised: IForest+ECOD pseudo-labels seed the loop)")
         + (f"; dropped non-numeric columns {pre.dropped_columns_}" if pre.dropped_columns_ else "")
         + (f"; timestamps {pre.datetime_columns_} -> hour, weekday, elapsed_days" if pre.datetimes_ else "")
+        + (f"; numbers with separators or a currency sign {list(pre.number_formats_)}" if pre.number_formats_ else "")
     )
     for c, cats in pre.categories_.items():
         if len(cats) >= _MAX_CATEGORIES:

@@ -68,6 +68,9 @@ def info(
             "categorical_columns": {c: len(v) for c, v in _categories(pre).items()},
             "datetime_columns": [c for c, _ in pre.get("datetimes", [])],
             "dropped_columns": pre.get("dropped_columns", []),
+            "constant_columns": pre.get("constant_columns", []),
+            "formatted_numbers": pre.get("number_formats", {}),
+            "time_zones": pre.get("time_zones", {}),
             "non_numeric": pre.get("categorical"),
             "missing": pre.get("missing"),
             "feature_names": state.get("feature_names"),
@@ -91,7 +94,8 @@ def info(
     if prior:
         auc = prior["auc"]
         lines.append(f"density prior  k-NN distance to the unlabeled rows, weight {prior['weight']:.3g}"
-                     + (f" (separates the known anomalies with AUC {auc:.3f})" if auc is not None else ""))
+                     + (f" (separates the {'pseudo-labelled' if summary['pseudo_labels'] else 'known'} anomalies "
+                        f"with AUC {auc:.3f})" if auc is not None else ""))
     else:
         lines.append("density prior  none (the network's score alone)")
     if state is not None:
@@ -115,6 +119,13 @@ def info(
             )
         if t["dropped_columns"]:
             lines.append(f"dropped        {_short_list(t['dropped_columns'])}")
+        if t["constant_columns"]:
+            lines.append(f"left out       {_short_list(t['constant_columns'])} (empty or a single value in training)")
+        if t["formatted_numbers"]:
+            lines.append(
+                "formatted      " + _short_list([f"{c} (decimal {m!r})" for c, m in t["formatted_numbers"].items()])
+                + " (numbers written with separators or a currency sign)"
+            )
         lines.append(
             f"missing values {'imputed (training median; __missing__ category)' if t['missing'] == 'impute' else 'rejected'}"
         )

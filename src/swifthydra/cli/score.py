@@ -152,7 +152,7 @@ def score(
         return
     shown = {c: k for c, k in outside.items() if k}
     typer.echo(
-        f"scored {n_rows} rows -> {out}: {n_flagged} above the threshold ({share:.2%}), "
+        f"scored {n_rows} row{'' if n_rows == 1 else 's'} -> {out}: {n_flagged} above the threshold ({share:.2%}), "
         f"{seconds:.1f} s ({n_rows / max(seconds, 1e-9):,.0f} rows/s); "
         + (f"values outside the training range: {', '.join(f'{c} {k}' for c, k in shown.items())}" if shown
            else "no value outside the training range")

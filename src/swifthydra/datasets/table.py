@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from swifthydra.exceptions import InvalidInputError
+from swifthydra.exceptions import DataWarning, InvalidInputError
 
 MISSING_CATEGORY = "__missing__"
 OTHER_CATEGORY = "__other__"
@@ -148,6 +150,31 @@ def _long_first_row_error(path: Path, sep: str, n_fields: int) -> InvalidInputEr
     )
 
 
+def _check_unique_columns(path: Path, columns, sep: str | None = None) -> None:
+    """A column name given twice is an error naming it (pandas would read a CSV's second
+    ``amount`` as ``amount.1``, a name the user's file does not hold)."""
+    names = [str(c) for c in columns]
+    if sep is not None:  # CSV: the header as written, before pandas renames duplicates
+        try:
+            with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+                names = next(csv.reader(f, delimiter=sep), names)
+        except (OSError, csv.Error):
+            pass
+    seen: set[str] = set()
+    twice = sorted({c for c in names if c in seen or seen.add(c)})
+    if twice:
+        raise InvalidInputError(f"{path}: columns {twice} appear more than once in the header: give every column its own name.")
+
+
+def csv_decimal(path: str | os.PathLike) -> str:
+    """The decimal mark a CSV file's numbers are likely written with: ``","`` for a
+    ``;``-separated file, ``"."`` otherwise (and for Parquet)."""
+    path = Path(path)
+    if _table_kind(path) != "csv":
+        return "."
+    return "," if _csv_sep(path) == ";" else "."
+
+
 def _existing_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -167,13 +194,18 @@ def table_columns(path: str | os.PathLike) -> list[str]:
             meta = schema.pandas_metadata or {}
             # a pandas index written as a column (``__index_level_0__``) is not a column of the table
             index = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
-            return [str(c) for c in schema.names if c not in index]
+            columns = [str(c) for c in schema.names if c not in index]
+            _check_unique_columns(path, columns)
+            return columns
         pd = _pandas()
         sep = _csv_sep(path)
         columns = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+    except InvalidInputError:
+        raise
     except Exception as exc:  # not really parquet, empty file, undecodable bytes, ...
         raise InvalidInputError(f"cannot read {path} as {kind.upper() if kind == 'csv' else kind}: {_first_line(exc)}") from None
     _check_single_column(path, columns, sep)
+    _check_unique_columns(path, columns, sep)
     return columns
 
 
@@ -208,11 +240,13 @@ def iter_table(
             # No pre-buffering (it reads every row group up front) and a buffered stream, so only
             # about one batch of a row group is in memory at a time, however large the group.
             parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+            _check_unique_columns(path, parquet.schema_arrow.names)
             batches = (b.to_pandas() for b in parquet.iter_batches(batch_size=chunk_rows, columns=columns))
         else:
             sep = _csv_sep(path)
             header = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
             _check_single_column(path, header, sep)
+            _check_unique_columns(path, header, sep)
             if columns is not None:
                 absent = [c for c in columns if c not in header]
                 if absent:
@@ -220,6 +254,8 @@ def iter_table(
             dtype = {c: "str" for c in header if columns is not None and c not in columns}
             dtype.update({c: "string" for c in (string_columns or [])})
             batches = pd.read_csv(path, sep=sep, chunksize=chunk_rows, dtype=dtype or None)
+    except InvalidInputError:
+        raise
     except Exception as exc:
         raise InvalidInputError(f"cannot read {path} as {what}: {_first_line(exc)}") from None
     start = 0
@@ -250,10 +286,15 @@ def read_frame(path: str | os.PathLike, columns: list[str] | None = None):
     suffix = path.suffix.lower()
     try:
         if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            _check_unique_columns(path, pq.read_schema(path).names)
             return pd.read_parquet(path, columns=columns)
         sep = _csv_sep(path)
         # every column is parsed (usecols would make pandas ignore the extra fields of ragged rows)
         df = pd.read_csv(path, sep=sep)
+    except InvalidInputError:
+        raise
     except ValueError as exc:  # missing columns, not really parquet, undecodable bytes
         raise InvalidInputError(f"cannot read {path}: {_first_line(exc)}") from None
     except Exception as exc:  # pandas/pyarrow parser errors: ragged rows, ...
@@ -261,6 +302,7 @@ def read_frame(path: str | os.PathLike, columns: list[str] | None = None):
     if not df.index.equals(pd.RangeIndex(len(df))):
         raise _long_first_row_error(path, sep, len(df.columns))
     _check_single_column(path, [str(c) for c in df.columns], sep)
+    _check_unique_columns(path, df.columns, sep)
     if columns is not None:
         absent = [c for c in columns if c not in df.columns]
         if absent:
@@ -292,6 +334,53 @@ def _is_numeric(col) -> bool:
     return True
 
 
+# Numbers written for people: a currency sign before or after ($, €, £, ¥, ₹), thousands grouped by
+# ',' (or "'") with a decimal point ("1,500.64", "$1,500", "-1'500.5"), or grouped by '.' or a
+# space with a decimal comma ("1.500,64", "1 500,64", "12,5"). Groups must have exactly three
+# digits, so "1,2" is never read as twelve. The decimal comma is only read in a ';'-separated
+# file (the convention where it is common), or when the caller says so (``decimal=","``).
+_CURRENCY = "$€£¥₹"
+_FORMATTED = {
+    ".": (re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?:'\d{3})+|\d+)(?:\.\d*)?|[+-]?\.\d+"), "[,']"),
+    ",": (re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d{1,3}(?:[ \u00a0\u202f]\d{3})+|\d+)(?:,\d*)?|[+-]?,\d+"),
+          "[. \u00a0\u202f]"),
+}
+DECIMAL_MARKS = tuple(_FORMATTED)
+
+
+def parse_formatted_numbers(values, decimal: str) -> np.ndarray:
+    """Numbers written with thousands separators, a currency sign or (``decimal=","``) a decimal
+    comma, as float64; NaN where a value is missing or not such a number."""
+    pd = _pandas()
+    pattern, groups = _FORMATTED[decimal]
+    text = pd.Series(values).astype("string").str.strip()
+    sign = rf"^([+-]?)\s*[{re.escape(_CURRENCY)}]\s*"
+    text = text.str.replace(sign, r"\1", regex=True).str.replace(rf"\s*[{re.escape(_CURRENCY)}]$", "", regex=True)
+    ok = text.str.fullmatch(pattern.pattern).fillna(False)
+    clean = text.where(ok).str.replace(groups, "", regex=True)
+    if decimal == ",":
+        clean = clean.str.replace(",", ".", regex=False)
+    return pd.to_numeric(clean, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _number_format(col, decimal: str = ".") -> str | None:
+    """The decimal mark (``"."`` or ``","``) with which every value of a text column reads as a
+    formatted number (see :func:`parse_formatted_numbers`); ``None`` when none does. ``decimal``
+    is the file's convention: the decimal comma is tried only when it is ``","``."""
+    pd = _pandas()
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
+        return None
+    values = col.dropna()
+    if len(values) == 0:
+        return None
+    marks = (",", ".") if decimal == "," else (".",)
+    for mark in marks:
+        if all(not len(part) or not np.isnan(parse_formatted_numbers(part, mark)).any()
+               for part in (values.iloc[:1000], values.iloc[1000:])):
+            return mark
+    return None
+
+
 # ISO 8601 dates and times, the only text read as timestamps: 2024-03-01, 2024-03-01 13:45,
 # 2024-03-01T13:45:07.25Z, 2024-03-01 13:45:07+02:00. Other spellings (01/03/2024, 1 Mar 2024)
 # are ambiguous or locale-dependent, and ids or codes must never be taken for dates.
@@ -304,6 +393,10 @@ DATETIME_FEATURES = ("hour", "weekday", "elapsed_days")
 KINDS = ("numeric", "categorical", "datetime")
 _KIND_TEXT = {"numeric": "numbers", "categorical": "text categories", "datetime": "dates/times"}
 BAD_ROWS = ("fail", "skip", "nan")
+#: what an error about a bad value tells the user to do, when scoring and when training
+BAD_ROWS_ADVICE = ("clean the data, or pass --on-bad-rows skip|nan (on_bad_rows= in Python) to leave such rows out "
+                   "or give them an empty score.")
+TRAINING_BAD_ROWS_ADVICE = "clean the data: every training value must be usable (drop or fix such rows)."
 
 
 def _row_text(row: int) -> str:
@@ -331,6 +424,33 @@ def _looks_like_dates(values) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     text = values.astype("string").str.strip()
     return text.str.fullmatch(_ISO_DATETIME).fillna(False).to_numpy(dtype=bool)
+
+
+_TZ_SUFFIX = re.compile(r".*\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)")
+
+
+def _time_zone(col) -> tuple[str | None, str, int]:
+    """Whether a column's timestamps carry a time zone: ``("naive" | "aware" | "mixed" | None,
+    an example zone, the index of the first value of the minority kind)``; ``None`` without
+    values. datetime64 columns are aware when their dtype has a zone; ISO 8601 text is aware
+    when its values end in ``Z`` or a UTC offset such as ``+02:00``."""
+    if _is_datetime_dtype(col):
+        tz = getattr(col.dtype, "tz", None)
+        if not col.notna().any():
+            return None, "", 0
+        return ("aware", str(tz), 0) if tz is not None else ("naive", "", 0)
+    present = col.notna().to_numpy(dtype=bool)
+    if not present.any():
+        return None, "", 0
+    text = col.astype("string").str.strip()
+    zone = text.str.extract(_TZ_SUFFIX, expand=False)
+    aware = zone.notna().to_numpy(dtype=bool) & present
+    if aware.all() or not aware[present].any():
+        first = int(np.flatnonzero(present)[0])
+        return ("aware", str(zone.iloc[first]), 0) if aware[present].all() else ("naive", "", 0)
+    minority = aware if aware.sum() <= (present & ~aware).sum() else present & ~aware
+    example = str(zone.iloc[int(np.flatnonzero(aware)[0])])
+    return "mixed", example, int(np.flatnonzero(minority)[0])
 
 
 def _parse_seconds(col) -> tuple[np.ndarray, np.ndarray]:
@@ -431,6 +551,8 @@ class TablePreprocessor:
     categorical: str = "onehot"
     missing: str = "impute"
     exclude: list[str] = field(default_factory=list)
+    #: the file's decimal mark: with ``","`` text numbers with a decimal comma are numbers too
+    decimal: str = "."
     numeric_columns_: list[str] = field(default_factory=list)
     medians_: dict[str, float] = field(default_factory=dict)
     categories_: dict[str, list[str]] = field(default_factory=dict)
@@ -442,6 +564,12 @@ class TablePreprocessor:
     datetimes_: dict[str, dict[str, float]] = field(default_factory=dict)
     #: per numeric column: the training ``[min, max]`` (empty for files written before it existed)
     ranges_: dict[str, list[float]] = field(default_factory=dict)
+    #: numeric columns written as text with separators or a currency sign: their decimal mark
+    number_formats_: dict[str, str] = field(default_factory=dict)
+    #: per datetime column: ``{"kind": "naive" | "aware", "zone": an example zone}`` from training
+    time_zones_: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: columns left out because every training value was missing or equal (no information)
+    constant_columns_: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.categorical not in ("onehot", "reject", "drop"):
@@ -450,6 +578,8 @@ class TablePreprocessor:
             )
         if self.missing not in ("impute", "reject"):
             raise InvalidInputError(f"missing must be 'impute' or 'reject', got {self.missing!r}.")
+        if self.decimal not in DECIMAL_MARKS:
+            raise InvalidInputError(f"decimal must be '.' or ',', got {self.decimal!r}.")
 
     @property
     def datetime_columns_(self) -> list[str]:
@@ -461,8 +591,32 @@ class TablePreprocessor:
         features = [c for c in df.columns if c not in self.exclude]
         if not features:
             raise InvalidInputError("the table has no feature columns besides the label/id columns.")
-        numeric = [c for c in features if _is_numeric(df[c])]
+        duplicated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+        if duplicated:
+            raise InvalidInputError(f"columns {duplicated} appear more than once: give every column its own name.")
+        formats = {}
+        for c in features:
+            if not _is_numeric(df[c]):
+                mark = _number_format(df[c], self.decimal)
+                if mark is not None:
+                    formats[str(c)] = mark
+        self.number_formats_ = formats
+        numeric = [c for c in features if str(c) in formats or _is_numeric(df[c])]
         dates = [c for c in features if c not in numeric and _is_datetime(df[c])]
+        self.constant_columns_ = [str(c) for c in features if self._constant(df[c], c in numeric, c in dates)]
+        if self.constant_columns_:
+            if len(self.constant_columns_) == len(features):
+                raise InvalidInputError(
+                    f"every feature column is empty or holds a single value ({self.constant_columns_}): "
+                    "there is nothing to learn from."
+                )
+            warnings.warn(
+                f"columns {self.constant_columns_} are empty or hold a single value in training: they are "
+                "left out of the features (a model cannot learn from them).", DataWarning, stacklevel=2,
+            )
+            features = [c for c in features if str(c) not in self.constant_columns_]
+            numeric = [c for c in numeric if c in features]
+            dates = [c for c in dates if c in features]
         other = [c for c in features if c not in numeric and c not in dates]
         if other and self.categorical == "reject":
             raise InvalidInputError(
@@ -487,14 +641,22 @@ class TablePreprocessor:
         self.medians_ = {}
         self.ranges_ = {}
         for c in numeric:
-            col = pd.to_numeric(df[c], errors="coerce").astype(float)
+            col = pd.Series(self._numbers(df[c], str(c)), index=df.index)
             med = col.median()
             self.medians_[str(c)] = float(med) if np.isfinite(med) else 0.0
             finite = col[np.isfinite(col.to_numpy(dtype=np.float64, na_value=np.nan))]
             if len(finite):
                 self.ranges_[str(c)] = [float(finite.min()), float(finite.max())]
         self.datetimes_ = {}
+        self.time_zones_ = {}
         for c in dates:
+            kind, zone, i = _time_zone(df[c])
+            if kind == "mixed":
+                raise InvalidInputError(
+                    f"column {str(c)!r} mixes times with a time zone ({zone}) and times without one "
+                    f"({_show(df[c].iloc[i])} in {_row_text(1 + i)}): write them all one way."
+                )
+            self.time_zones_[str(c)] = {"kind": kind, "zone": zone}
             seconds, _ = _parse_seconds(df[c])
             seen = seconds[~np.isnan(seconds)]
             self.datetimes_[str(c)] = {
@@ -521,6 +683,34 @@ class TablePreprocessor:
                 f"missing values in columns {missing} (the first in column {missing[0]!r}, {_row_text(row)}): "
                 "fill them or let them be imputed (missing='impute')."
             )
+
+    def _numbers(self, col, c: str) -> np.ndarray:
+        """A numeric column's values as float64 (NaN where missing or unreadable)."""
+        pd = _pandas()
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            return col.to_numpy(dtype=np.float64, na_value=np.nan)
+        if c in self.number_formats_:
+            return parse_formatted_numbers(col, self.number_formats_[c])
+        try:
+            return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):  # objects that are not scalars
+            return np.full(len(col), np.nan)
+
+    def _constant(self, col, numeric: bool, date: bool) -> bool:
+        """Whether a training column carries no information: every value missing, or one value
+        everywhere (none missing; a single value beside missing ones keeps the missingness as a
+        category or an imputed feature)."""
+        if not col.notna().any():
+            return True
+        if col.isna().any():
+            return False
+        if numeric:
+            values = self._numbers(col, str(col.name))
+        elif date:
+            values, _ = _parse_seconds(col)
+        else:
+            return col.astype("string").nunique() <= 1
+        return bool(np.all(values == values[0]))
 
     # -- transforming --------------------------------------------------------------------------
     @property
@@ -584,6 +774,7 @@ class TablePreprocessor:
         present_set = set(present)
         missing_cols = [c for c in self.input_columns_ if c not in present_set]
         allowed = set(self.input_columns_) | set(self.exclude) | set(self.dropped_columns_)
+        allowed |= set(self.constant_columns_)
         allowed |= {str(c) for c in allowed_extra}
         extra = sorted(present_set - allowed)
         duplicated = sorted({c for c in present if present.count(c) > 1})
@@ -633,7 +824,8 @@ class TablePreprocessor:
         return self.transform_checked(df).X
 
     def transform_checked(
-        self, df, *, on_bad_rows: str = "fail", first_row: int = 1, max_abs: float | None = None
+        self, df, *, on_bad_rows: str = "fail", first_row: int = 1, max_abs: float | None = None,
+        advice: str = BAD_ROWS_ADVICE,
     ) -> Prepared:
         """:meth:`transform` with a choice for bad values, and drift counts.
 
@@ -679,10 +871,7 @@ class TablePreprocessor:
             if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
                 values = col.to_numpy(dtype=np.float64, na_value=np.nan)  # no parsing needed
             else:
-                try:
-                    parsed = pd.to_numeric(col, errors="coerce")
-                except (TypeError, ValueError):  # objects that are not scalars
-                    parsed = pd.Series(np.full(n, np.nan), index=col.index)
+                parsed = pd.Series(self._numbers(col, c), index=col.index)
                 unread = parsed.isna().to_numpy(dtype=bool) & present
                 if unread.any() and unread.sum() == present.sum():
                     # every value unreadable: a column of another kind, unless it is a single value
@@ -711,6 +900,7 @@ class TablePreprocessor:
             present = col.notna().to_numpy(dtype=bool)
             if present.any() and (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
                 raise self._kind_error(c, "datetime", "numbers", col, present, first_row)
+            self._check_time_zone(c, col, first_row)
             seconds, unread = _parse_seconds(col)
             if unread.any() and unread.sum() == present.sum():
                 now = self._kind_now(col, present)
@@ -740,8 +930,7 @@ class TablePreprocessor:
                 raise InvalidInputError(
                     f"{what}"
                     + (f", and {more} more row{'s' if more > 1 else ''} with bad values" if more > 0 else "")
-                    + ": clean the data, or pass --on-bad-rows skip|nan (on_bad_rows= in Python) to leave such rows out "
-                    "or give them an empty score."
+                    + f": {advice}"
                 )
             X[bad] = self.baseline_()
             first_bad = what
@@ -753,6 +942,28 @@ class TablePreprocessor:
                 f"non-finite value in {_row_text(first_row + int(row))}, feature {self.feature_names_[j]!r}: clean the data."
             )
         return Prepared(X=X, bad=bad, first_bad=first_bad, out_of_range=out_of_range)
+
+    def _check_time_zone(self, c: str, col, first_row: int) -> None:
+        """Timestamps with a time zone where training had none, or the reverse, are an error: the
+        conversion to UTC would shift the hour and weekday features silently."""
+        trained = self.time_zones_.get(c)
+        if trained is None:  # a model file written before time zones were recorded
+            return
+        kind, zone, i = _time_zone(col)
+        if kind is None or kind == trained["kind"]:
+            return
+        had = f"a time zone ({trained['zone']})" if trained["kind"] == "aware" else "no time zone"
+        if kind == "mixed":
+            now = "times with and without a time zone"
+        else:
+            now = f"times with a time zone ({zone})" if kind == "aware" else "times without a time zone"
+            i = int(np.flatnonzero(col.notna().to_numpy(dtype=bool))[0])
+        fix = ("write them in the training's local time without an offset" if trained["kind"] == "naive"
+               else f"give them a time zone as in training ({trained['zone']})")
+        raise InvalidInputError(
+            f"column {c!r} held times with {had} in training but holds {now} ({_show(col.iloc[i])} in "
+            f"{_row_text(first_row + i)}): {fix}, or fit a new model on such times."
+        )
 
     def _check_category_kind(self, c: str, cats: list[str], col, present: np.ndarray, first_row: int) -> None:
         """No value of a categorical column is a training category: refuse numbers or dates where
@@ -786,6 +997,9 @@ class TablePreprocessor:
             # pairs too: the datetime features follow this order
             "datetimes": [[c, dict(stats)] for c, stats in self.datetimes_.items()],
             "ranges": self.ranges_,
+            "number_formats": self.number_formats_,
+            "constant_columns": self.constant_columns_,
+            "time_zones": self.time_zones_,
         }
 
     @classmethod
@@ -812,6 +1026,13 @@ class TablePreprocessor:
                         **{c: "categorical" for c in categories}}
             if kinds != expected or set(kinds) != set(input_columns):
                 raise ValueError("the column kinds do not match the numeric, datetime and categorical columns")
+            formats = {str(k): str(v) for k, v in state.get("number_formats", {}).items()}
+            zones = {str(k): {"kind": str(v["kind"]), "zone": str(v.get("zone", ""))}
+                     for k, v in state.get("time_zones", {}).items()}
+            if any(c not in datetimes or v["kind"] not in ("naive", "aware") for c, v in zones.items()):
+                raise ValueError("time zones of columns that are not timestamps")
+            if any(c not in numeric or v not in DECIMAL_MARKS for c, v in formats.items()):
+                raise ValueError("number formats of columns that are not numeric, or unknown decimal marks")
             ranges = {}
             for k, v in state.get("ranges", {}).items():
                 lo, hi = (float(x) for x in v)
@@ -829,6 +1050,9 @@ class TablePreprocessor:
                 kinds_=kinds,
                 datetimes_=datetimes,
                 ranges_=ranges,
+                number_formats_=formats,
+                constant_columns_=[str(c) for c in state.get("constant_columns", [])],
+                time_zones_=zones,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidInputError(f"invalid preprocessing state ({type(exc).__name__}: {exc}).") from None
@@ -845,8 +1069,10 @@ class Table:
     preprocessor: TablePreprocessor  #: the fitted preprocessing, to apply to new data
 
 
-POSITIVE_LABELS = ("1", "1.0", "true", "yes", "y", "anomaly")
-NEGATIVE_LABELS = ("0", "0.0", "false", "no", "n", "normal")
+#: label values read as a known anomaly / as normal (trimmed, any case) by ``fit``, ``evaluate``
+#: and :func:`read_table` alike, without --positive-label
+POSITIVE_LABELS = ("1", "1.0", "true", "yes", "y", "anomaly", "anomalous", "outlier")
+NEGATIVE_LABELS = ("0", "0.0", "false", "no", "n", "normal", "inlier")
 
 
 def label_text(values):
@@ -878,14 +1104,15 @@ def _distinct(values, n: int = 5) -> list[str]:
 def labels_from_column(values, positive_label: str | None = None, *, column: str = "label") -> np.ndarray:
     """Weak labels from a label column: 1 = known anomaly, 0 = unlabeled; an empty value is unlabeled.
 
-    Without ``positive_label`` a value of 1, true, yes, y or anomaly (any case) marks a known
-    anomaly. With it, values equal to ``positive_label`` do (compared as text, trimmed and in any
+    Without ``positive_label`` a value of :data:`POSITIVE_LABELS` (1, true, yes, y, anomaly,
+    anomalous, outlier; any case) marks a known anomaly. With it, values equal to ``positive_label`` do (compared as text, trimmed and in any
     case, or as numbers when both are numbers: ``"1"`` matches ``1.0``).
 
-    Raises :class:`InvalidInputError` (naming ``column``) when ``positive_label`` matches no value;
-    when, without it, the column has values but none is recognised (and not all are 0, false, no,
-    n or normal), e.g. ``fraud``/``legit``; and when more than half the rows come out as known
-    anomalies (an inverted label, or the -1/1 convention where 1 means normal).
+    Raises :class:`InvalidInputError` (naming ``column``) when no row comes out as a known anomaly
+    (``positive_label`` matches no value; no value is recognised, e.g. ``fraud``/``legit``; every
+    value is 0, no, normal or empty: an unsupervised fit is asked for by giving no label column),
+    and when more than half the rows do (an inverted label, or the -1/1 convention where 1 means
+    normal).
     """
     text = label_text(values)
     as_str = text.str.lower()
@@ -907,6 +1134,12 @@ def labels_from_column(values, positive_label: str | None = None, *, column: str
             raise InvalidInputError(
                 f"label column {column!r} has values {_distinct(present)} but none is recognised as a known anomaly "
                 f"({', '.join(POSITIVE_LABELS)}): {hint}, e.g. --positive-label {rare}."
+            )
+        if not positive.any():
+            seen = f"its values are {_distinct(present)}" if len(present) else "every value is empty"
+            raise InvalidInputError(
+                f"label column {column!r} marks no row as a known anomaly ({seen}): {hint}, or leave the label "
+                "column out (no --label-column) to fit without labels on purpose."
             )
     n_pos, n = int(positive.sum()), len(positive)
     if n_pos * 2 > n:
@@ -969,7 +1202,11 @@ def read_table(
          if label_column is not None else None)
     ids = df[id_column].to_numpy() if id_column is not None else None
     exclude = [c for c in (label_column, id_column) if c is not None]
+    fitted = preprocessor is not None
     if preprocessor is None:
-        preprocessor = TablePreprocessor(categorical=categorical, missing=missing, exclude=exclude).fit(df)
-    X = preprocessor.transform(df.drop(columns=exclude))
+        preprocessor = TablePreprocessor(categorical=categorical, missing=missing, exclude=exclude,
+                                         decimal=csv_decimal(path)).fit(df)
+    features = df.drop(columns=exclude)
+    X = (preprocessor.transform(features) if fitted else
+         preprocessor.transform_checked(features, advice=TRAINING_BAD_ROWS_ADVICE).X)
     return Table(X=X, y=y, ids=ids, feature_names=preprocessor.feature_names_, preprocessor=preprocessor)
