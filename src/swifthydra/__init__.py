@@ -22,6 +22,7 @@ from swifthydra.exceptions import (  # noqa: E402
 
 __all__ = [
     "SwiftHydra",
+    "TableModel",
     "__version__",
     "CorruptFileError",
     "DatasetNotAvailableError",
@@ -32,6 +33,7 @@ __all__ = [
     "SwiftHydraError",
     "TrainingDivergedError",
     "UnknownDatasetError",
+    "load_model",
 ]
 
 
@@ -43,6 +45,10 @@ def __getattr__(name: str):
         from swifthydra.hydra import SwiftHydra
 
         return SwiftHydra
+    if name in ("load_model", "TableModel"):  # a model directory of `swifthydra fit`, scored from Python
+        from swifthydra import table_model
+
+        return getattr(table_model, name)
     if name == "NotFittedError":
         from swifthydra.exceptions import NotFittedError
 

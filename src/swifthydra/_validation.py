@@ -60,7 +60,8 @@ def check_X(
         if non_numeric:
             raise InvalidInputError(
                 f"{name} has non-numeric columns {non_numeric[:5]}: encode them first "
-                "(swifthydra.datasets.read_table one-hot encodes them)."
+                "(swifthydra.datasets.read_table one-hot encodes them); a model fitted with `swifthydra fit` "
+                "scores the raw table with its saved preprocessing: swifthydra.load_model(model_dir).decision_function(df)."
             )
         # nullable dtypes (Int64, boolean) hold pd.NA: read it as NaN, reported below
         X = X.to_numpy(dtype=np.float64, na_value=np.nan)

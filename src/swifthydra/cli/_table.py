@@ -4,8 +4,9 @@ directory, the table read in chunks, the score writer, threads and garbage colle
 A model directory written by ``fit`` is a :meth:`SwiftHydra.save` directory plus
 ``preprocessing.json`` (covered by a checksum in ``config.json``): the fitted
 :class:`~swifthydra.datasets.table.TablePreprocessor`, the label and id columns and where the
-model was trained. :func:`read_table_state` reads and checks it without torch;
-:func:`load_table_estimator` / :func:`load_table_model` load the model beside it.
+model was trained. It is read by the library module :mod:`swifthydra.table_model` (also behind
+:func:`swifthydra.load_model`), re-exported here: :func:`read_table_state` reads and checks it
+without torch; :func:`load_table_estimator` / :func:`load_table_model` load the model beside it.
 ``score``, ``explain`` and ``evaluate`` apply exactly that preprocessing, matching columns by name,
 and read the input in chunks (:func:`_table_chunks`, read ahead in a thread by :class:`_Prefetch`)
 so a file larger than memory streams through; ``score`` appends each scored chunk to its output
@@ -22,10 +23,19 @@ import gc
 import os
 from pathlib import Path
 
-from swifthydra.exceptions import InvalidInputError, ModelFileError
+from swifthydra.exceptions import InvalidInputError
+from swifthydra.table_model import (  # noqa: F401 - re-exported: the commands, tests and cli_model use them here
+    _MODEL_KIND,
+    PREPROCESSING_FILE,
+    PREPROCESSING_FORMAT,
+    _prepared_chunks,
+    _read_plan,
+    _resolve_id_column,
+    load_table_estimator,
+    load_table_model,
+    read_table_state,
+)
 
-PREPROCESSING_FILE = "preprocessing.json"
-PREPROCESSING_FORMAT = 1
 _OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
 
 
@@ -65,74 +75,11 @@ def _threads(threads: int) -> int:
     return threads or (os.cpu_count() or 1)
 
 
-_MODEL_KIND = "swifthydra.SwiftHydra"  # swifthydra.hydra.MODEL_KIND, named here without importing torch
-
-
-def read_table_state(model_dir: Path, *, need_preprocessing: bool = True):
-    """``(config meta, preprocessing state)`` of a model directory, checked, without loading the
-    model (no torch): the state's ``"preprocessor"`` is a :class:`TablePreprocessor`.
-
-    The state is ``None`` for a model saved from Python without one (allowed only when
-    ``need_preprocessing`` is false).
-    """
-    from swifthydra.datasets.table import TablePreprocessor
-    from swifthydra.io import read_model_config, read_model_json
-
-    meta = read_model_config(model_dir, _MODEL_KIND)
-    state = read_model_json(model_dir, PREPROCESSING_FILE, _MODEL_KIND)
-    if state is None and need_preprocessing:
-        raise ModelFileError(
-            f"{model_dir} was saved without table preprocessing (SwiftHydra.save from Python): "
-            "score it from Python with SwiftHydra.load(...).decision_function, or fit it with `swifthydra fit`."
-        )
-    if state is not None:
-        try:
-            state["preprocessor"] = TablePreprocessor.from_dict(state["preprocessor"])
-        except (KeyError, TypeError, InvalidInputError) as exc:
-            raise ModelFileError(f"{model_dir / PREPROCESSING_FILE} is not a valid preprocessing ({exc}).") from None
-    return meta, state
-
-
-def load_table_estimator(model_dir: Path, state: dict | None):
-    """The SwiftHydra of a model directory (on the CPU), checked against its preprocessing state
-    (from :func:`read_table_state`)."""
-    from swifthydra.hydra import SwiftHydra
-
-    est = SwiftHydra.load(model_dir, device="cpu")
-    if state is not None and len(state["preprocessor"].feature_names_) != est.n_features_in_:
-        raise ModelFileError(
-            f"{model_dir}: the preprocessing makes {len(state['preprocessor'].feature_names_)} features but the "
-            f"model expects {est.n_features_in_}; the model directory is inconsistent."
-        )
-    return est
-
-
-def load_table_model(model_dir: Path, *, need_preprocessing: bool = True):
-    """``(estimator, config meta, preprocessing state)`` of a model directory.
-
-    The preprocessing state is ``None`` for a model saved from Python without one (allowed only
-    when ``need_preprocessing`` is false).
-    """
-    meta, state = read_table_state(model_dir, need_preprocessing=need_preprocessing)
-    return load_table_estimator(model_dir, state), meta, state
-
-
 def _probability(scores):
     """``predict_proba(X)[:, 1]`` of SwiftHydra from its scores (sigmoid of the clipped logit)."""
     from swifthydra._scoring import sigmoid
 
     return sigmoid(scores)
-
-
-def _resolve_id_column(columns: list[str], id_column: str | None, state: dict, path: Path) -> str | None:
-    """The id column to carry into the output: the one given, else the training id column when
-    the file has it."""
-    if id_column is not None:
-        if id_column not in columns:
-            raise InvalidInputError(f"id column {id_column!r} is not in {path}; columns are {columns[:20]}.")
-        return id_column
-    trained = state.get("id_column")
-    return trained if trained is not None and trained in columns else None
 
 
 class _Prefetch:
@@ -198,30 +145,6 @@ class _Prefetch:
         self.close()
 
 
-def _prepared_chunks(pre, data: Path, wanted: list[str], chunk_rows: int, strings: list[str],
-                     on_bad_rows: str | None = None):
-    """Yield ``(start_row, chunk DataFrame, X)``: each chunk of the file and its features; with
-    ``on_bad_rows`` (fail, skip or nan) ``(start_row, chunk DataFrame, Prepared)`` instead
-    (:meth:`TablePreprocessor.transform_checked`: the features, the rows with a bad value, the
-    values outside the training range). Numbers beyond ±1e30 are bad values."""
-    from swifthydra._validation import MAX_ABS_VALUE
-    from swifthydra.datasets.table import iter_table
-
-    start = 0
-    for chunk in iter_table(data, wanted, chunk_rows=chunk_rows, string_columns=strings):
-        if len(chunk) == 0:
-            continue
-        try:
-            prepared = pre.transform_checked(
-                chunk[pre.input_columns_], on_bad_rows=on_bad_rows or "fail", first_row=start + 1,
-                max_abs=MAX_ABS_VALUE,
-            )
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{data}, data rows {start + 1}-{start + len(chunk)}: {exc}") from None
-        yield start, chunk, (prepared.X if on_bad_rows is None else prepared)
-        start += len(chunk)
-
-
 def _table_chunks(state: dict, data: Path, columns: list[str], chunk_rows: int, id_column: str | None,
                   on_bad_rows: str | None = None) -> _Prefetch:
     """Check the table's ``columns`` against the preprocessing and start reading it: a
@@ -229,10 +152,8 @@ def _table_chunks(state: dict, data: Path, columns: list[str], chunk_rows: int, 
     ``on_bad_rows``, of ``(start_row, chunk DataFrame, Prepared)`` (see :func:`_prepared_chunks`)."""
     pre = state["preprocessor"]
     pre.check_columns(columns, allowed_extra=[id_column] if id_column else [])
-    wanted = list(pre.input_columns_) + ([id_column] if id_column and id_column not in pre.input_columns_ else [])
     # CSV: categorical, timestamp and id columns as text, so every chunk types them as in the whole file
-    strings = list(pre.categories_) + list(pre.datetimes_)
-    strings += [id_column] if id_column and id_column not in pre.input_columns_ else []
+    wanted, strings = _read_plan(pre, id_column)
     return _Prefetch(_prepared_chunks(pre, data, wanted, chunk_rows, strings, on_bad_rows))
 
 

@@ -253,7 +253,8 @@ class LatentProposer:
             x_bounds=bounds, seed=seed + episode,
         )
         if self.policy is None:
-            self.policy = GaussianPolicy(env.observation_dim, env.action_dim, seed=seed)
+            # initialised on the CPU (the same weights whatever the device), then on the env's device
+            self.policy = GaussianPolicy(env.observation_dim, env.action_dim, seed=seed).to(env.device)
             self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=PPOConfig.learning_rate, eps=1e-5)
         config = PPOConfig(n_steps=2 * self.horizon, seed=seed + episode)
         cb = as_callback_list(callbacks)
