@@ -381,3 +381,28 @@ def test_max_steps_per_epoch_caps_the_gradient_steps_of_an_epoch(cls):
 
     assert steps(capped) == {2 * 3}
     assert steps(full) == {2 * int(np.ceil((y == 0).sum() / 32))}  # every unlabeled row once
+
+
+def test_loss_tol_stops_a_fit_with_one_known_anomaly_once_the_loss_levels_off(data):
+    """Without a validation set (one known anomaly), ``loss_tol`` ends training once the training
+    loss stops falling by more than it for ``patience`` epochs; with a validation set it is
+    unused; ``None`` (the default) runs every epoch."""
+    X, _, Xt, yt = data
+    one = np.zeros(len(X), dtype=int)
+    one[np.argmax(X[:, 0] + X[:, 1])] = 1  # the most shifted row: the only known anomaly
+    params = {**SMALL_MAMBA, "max_epochs": 40, "patience": 3, "lr": 3e-3}
+    full = MambaDetector(random_state=0, **params).fit(X, one)
+    assert full.n_epochs_ == 40 and full.n_val_rows_ == 0
+    early = MambaDetector(random_state=0, loss_tol=0.01, **params).fit(X, one)
+    assert early.n_epochs_ < 40
+    losses = [r["train_loss"] for r in early.history_]
+    best = min(losses[:-3])
+    assert all(v > best - 0.01 for v in losses[-3:])  # the last `patience` epochs gained < loss_tol
+    np.testing.assert_array_equal([r["train_loss"] for r in full.history_[: early.n_epochs_]], losses)
+    assert roc_auc_score(yt, early.decision_function(Xt)) > 0.8
+    _, weak = _data(600, seed=0)[0], _data(600, seed=0)[2]
+    with_val = MambaDetector(random_state=0, loss_tol=0.5, **params).fit(X, weak)
+    without = MambaDetector(random_state=0, **params).fit(X, weak)
+    assert with_val.n_val_rows_ > 0 and with_val.n_epochs_ == without.n_epochs_
+    with pytest.raises(InvalidInputError, match="loss_tol"):
+        MambaDetector(loss_tol=-1.0, **SMALL_MAMBA).fit(X, one)

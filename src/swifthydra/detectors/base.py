@@ -57,6 +57,8 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
         check_int("max_epochs", self.max_epochs, 1)
         if self.max_steps_per_epoch is not None:
             check_int("max_steps_per_epoch", self.max_steps_per_epoch, 1)
+        if getattr(self, "loss_tol", None) is not None:
+            check_float("loss_tol", self.loss_tol, 0.0, 1.0)
         check_int("patience", self.patience, 1)
         check_int("min_epochs", self.min_epochs, 1)
         check_float("lr", self.lr, 0.0, math.inf, low_open=True)
@@ -264,7 +266,8 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
     def _train_schedule(self, train, val, seed: int) -> None:
         """What ``fit`` runs after initialisation: epochs with early stopping when ``val`` exists."""
         self._callbacks.on_stage_begin(self._stage, int(self.max_epochs))
-        self._run_epochs(train, val, int(self.max_epochs), seed, early_stopping=val is not None)
+        loss_tol = getattr(self, "loss_tol", None) if val is None else None
+        self._run_epochs(train, val, int(self.max_epochs), seed, early_stopping=val is not None, loss_tol=loss_tol)
 
     def _run_epochs(
         self,
@@ -275,10 +278,13 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
         *,
         early_stopping: bool,
         best: tuple[float, float] | None = None,
+        loss_tol: float | None = None,
     ) -> tuple[float, float] | None:
         """Train up to ``epochs`` epochs; with early stopping keep the weights of the best
         validation ``(AUC, loss)`` from epoch ``min_epochs`` on (the current weights count as
-        achieving ``best``) and stop after ``patience`` epochs without one. Returns that pair."""
+        achieving ``best``) and stop after ``patience`` epochs without one. Returns that pair.
+        With ``loss_tol`` (no validation set) stop after ``patience`` epochs whose training loss
+        did not fall more than ``loss_tol`` below the best so far."""
         if self.optimizer_ is None:  # loaded with from_config
             self.optimizer_ = adamw(self.model_, self.lr, self.weight_decay)
         net, opt = self.model_, self.optimizer_
@@ -287,7 +293,8 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
         bs = int(self.batch_size)
         steps = None if self.max_steps_per_epoch is None else int(self.max_steps_per_epoch)
         rng = np.random.RandomState(seed)
-        stale = 0
+        stale = loss_stale = 0
+        best_loss = math.inf
         best_state = (
             copy.deepcopy(net.state_dict()) if early_stopping and best is not None else None
         )
@@ -322,6 +329,13 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
                     record["val_auc"], record["val_loss"] = self._evaluate(val)
                 self.history_.append(record)
                 self._callbacks.on_epoch_end(self._stage, record)
+                if loss_tol is not None:
+                    if record["train_loss"] < best_loss - float(loss_tol):
+                        best_loss, loss_stale = record["train_loss"], 0
+                    else:
+                        loss_stale += 1
+                        if loss_stale >= int(self.patience) and epoch >= int(self.min_epochs):
+                            break
                 if early_stopping and epoch >= int(self.min_epochs):
                     key = (record["val_auc"], record["val_loss"])
                     if better(key, best):

@@ -58,6 +58,12 @@ class MambaDetector(NeuralDetector):
         Epochs without a better validation score before ``fit`` stops (best weights are kept).
         The score is the validation AUC-ROC of the held-out known anomalies against the
         held-out unlabeled rows, ties broken by the balanced validation loss.
+    loss_tol : float or None, default=None
+        Without a validation set (fewer than two known anomalies), stop once the training loss
+        has not fallen more than ``loss_tol`` below its best for ``patience`` epochs (the last
+        weights are kept): the loss of a handful of known anomalies keeps shrinking by tiny
+        amounts as the network memorises them. ``None`` runs ``max_epochs``. With a validation
+        set it is unused.
     min_epochs : int, default=1
         Epochs trained before a checkpoint may be picked. Early checkpoints generalise better
         to unseen anomalies (the measurement: docs/design.md §4.3).
@@ -117,6 +123,7 @@ class MambaDetector(NeuralDetector):
         max_epochs: int = 60,
         max_steps_per_epoch: int | None = 32,
         patience: int = 8,
+        loss_tol: float | None = None,
         min_epochs: int = 1,
         validation_fraction: float = 0.2,
         contamination: float = 0.1,
@@ -141,6 +148,7 @@ class MambaDetector(NeuralDetector):
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.max_steps_per_epoch = max_steps_per_epoch
+        self.loss_tol = loss_tol
         self.patience = patience
         self.min_epochs = min_epochs
         self.validation_fraction = validation_fraction
