@@ -202,16 +202,6 @@ def check_model_generators(spec: Any, names: Iterable[str]) -> None:
         )
 
 
-def accepts_sample_weight(fit: Any) -> bool:
-    """Whether a ``fit`` method takes ``sample_weight`` (by name or through ``**kwargs``)."""
-    try:
-        params = inspect.signature(fit).parameters
-    except (TypeError, ValueError):
-        return False
-    return "sample_weight" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 def _base_estimator():
     from sklearn.base import BaseEstimator
 
@@ -305,7 +295,9 @@ def fit_augmented(estimator: Any, X, y, name: str, params: Mapping[str, Any] | N
     if len(weights) != len(X_res) or len(y_res) != len(X_res):
         raise ValueError(f"generator {name!r} returned {len(X_res)} rows, {len(y_res)} labels and "
                          f"{len(weights)} weights")
-    weighted = accepts_sample_weight(estimator.fit)
+    from swifthydra.generators._core import takes_sample_weight
+
+    weighted = takes_sample_weight(estimator.fit)
     if weighted:
         estimator.fit(X_res, y_res, sample_weight=weights)
     else:

@@ -267,3 +267,15 @@ class LatentProposer:
         ppo_stats = {f"ppo_{k}": float(v) for k, v in logs[-1].items() if isinstance(v, (int, float))}
         cand = rollout(env, self.policy, n_rollouts=2, seed=seed + episode)["x"]
         return cand, ppo_stats
+
+
+def takes_sample_weight(method: Any) -> bool:
+    """Whether a method (an estimator's ``fit``) takes ``sample_weight``, by name or through
+    ``**kwargs``; False for anything that is not a callable with a signature."""
+    import inspect
+
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "sample_weight" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

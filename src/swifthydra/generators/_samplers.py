@@ -14,7 +14,6 @@ warns (:class:`GeneratedWeightsWarning`).
 
 from __future__ import annotations
 
-import inspect
 import numbers
 import sys
 import warnings
@@ -40,6 +39,7 @@ from swifthydra.generators._core import (
     mixup_candidates,
     nngmix_candidates,
     select,
+    takes_sample_weight,
 )
 
 __all__ = [
@@ -590,16 +590,6 @@ def _in_plain_imblearn_pipeline() -> bool:
     return False
 
 
-def _takes_sample_weight(method: Any) -> bool:
-    """Whether ``method`` takes ``sample_weight`` (by name or through ``**kwargs``)."""
-    try:
-        params = inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-    return "sample_weight" in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 def _n_rows(X: Any) -> int:
     shape = getattr(X, "shape", None)
     return int(shape[0]) if shape is not None else len(X)
@@ -699,7 +689,7 @@ class WeightedPipeline(_ImbPipeline):
         step_params = routed_params[last_name]
         from sklearn.pipeline import Pipeline as _SkPipeline
 
-        supported = _takes_sample_weight(final.fit) and not isinstance(final, _SkPipeline)
+        supported = takes_sample_weight(final.fit) and not isinstance(final, _SkPipeline)
         user_given = any(
             "sample_weight" in (step_params.get(m) or {}) for m in ("fit", "fit_predict", "fit_transform")
         )
@@ -715,7 +705,7 @@ class WeightedPipeline(_ImbPipeline):
                 "imblearn.pipeline.Pipeline to fit every row at weight 1 on purpose."
             )
         for method in ("fit", "fit_predict", "fit_transform"):
-            if method != "fit" and not _takes_sample_weight(getattr(final, method, None)):
+            if method != "fit" and not takes_sample_weight(getattr(final, method, None)):
                 continue
             params = dict(step_params.get(method) or {})
             params["sample_weight"] = self._combine(w, origin, params.get("sample_weight"), n_rows)

@@ -13,7 +13,6 @@ generation improve *my* model?
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import numbers
 from typing import Any
@@ -33,6 +32,7 @@ from swifthydra.generators._core import (
     generated_weight,
     make_reward,
     select,
+    takes_sample_weight,
 )
 from swifthydra.generators._samplers import anomaly_probability, default_estimator
 
@@ -49,13 +49,7 @@ def _weight_key(estimator: Any) -> str | None:
     if isinstance(estimator, Pipeline):
         name, last = estimator.steps[-1]
         return f"{name}__sample_weight" if _weight_key(last) else None
-    try:
-        params = inspect.signature(estimator.fit).parameters
-    except (TypeError, ValueError, AttributeError):
-        return None
-    if "sample_weight" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return "sample_weight"
-    return None
+    return "sample_weight" if takes_sample_weight(getattr(estimator, "fit", None)) else None
 
 
 def _fresh(estimator: Any, seed: int) -> Any:
