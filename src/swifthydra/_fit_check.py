@@ -39,9 +39,9 @@ def _fail(what: str, target: Path, replacing: bool) -> SelfCheckError:
 def _reread(tmp_dir, est, X_train, data, target, replacing, sample, seed, chunk_rows):
     """Load ``tmp_dir``, read ``sample`` rows of ``data`` back through its preprocessing as
     ``score`` does and score them: ``(state, rows, features, scores)``."""
-    from swifthydra.cli._table import _table_chunks, read_table_state
     from swifthydra.datasets.table import table_columns
     from swifthydra.hydra import SwiftHydra
+    from swifthydra.table_model import read_table_state, table_chunks
 
     _, state = read_table_state(tmp_dir)
     # on the device the model in memory runs on: the check is about the files, not about the
@@ -58,7 +58,7 @@ def _reread(tmp_dir, est, X_train, data, target, replacing, sample, seed, chunk_
     rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
     X_back = np.empty((len(rows), X_train.shape[1]))
     seen = 0
-    with _table_chunks(state, data, table_columns(data), chunk_rows, None) as chunks:
+    with table_chunks(state, data, table_columns(data), chunk_rows, None) as chunks:
         for start, chunk, X in chunks:
             if X.shape[1] != X_train.shape[1]:
                 raise _fail(f"the reloaded preprocessing makes {X.shape[1]} features, the model in memory was "

@@ -8,11 +8,12 @@ model was trained. It is read by the library module :mod:`swifthydra.table_model
 :func:`swifthydra.load_model`), re-exported here: :func:`read_table_state` reads and checks it
 without torch; :func:`load_table_estimator` / :func:`load_table_model` load the model beside it.
 ``score``, ``explain`` and ``evaluate`` apply exactly that preprocessing, matching columns by name,
-and read the input in chunks (:func:`_table_chunks`, read ahead in a thread by :class:`_Prefetch`)
+and read the input in chunks (:func:`swifthydra.table_model.table_chunks`, read ahead in a thread
+by :class:`~swifthydra.table_model.Prefetch`; here also as ``_table_chunks`` and ``_Prefetch``)
 so a file larger than memory streams through; ``score`` appends each scored chunk to its output
 with :class:`_ScoreWriter`. The distributed scorers (:mod:`swifthydra.distributed`) and the
-self-check of ``fit`` (:mod:`swifthydra._fit_check`) use the same helpers, so a row gets the same
-score everywhere.
+self-check of ``fit`` (:mod:`swifthydra._fit_check`) use the same library functions (from
+:mod:`swifthydra.table_model`, never from here), so a row gets the same score everywhere.
 
 Heavy libraries (pandas, pyarrow, torch) are imported inside the functions.
 """
@@ -28,6 +29,7 @@ from swifthydra.table_model import (  # noqa: F401 - re-exported: the commands, 
     _MODEL_KIND,
     PREPROCESSING_FILE,
     PREPROCESSING_FORMAT,
+    Prefetch,
     _prepared_chunks,
     _read_plan,
     _resolve_id_column,
@@ -35,6 +37,9 @@ from swifthydra.table_model import (  # noqa: F401 - re-exported: the commands, 
     load_table_model,
     read_table_state,
 )
+from swifthydra.table_model import Prefetch as _Prefetch  # noqa: F401 - the names the commands use
+from swifthydra.table_model import probability as _probability  # noqa: F401
+from swifthydra.table_model import table_chunks as _table_chunks  # noqa: F401
 
 _OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
 
@@ -75,89 +80,7 @@ def _threads(threads: int) -> int:
     return threads or (os.cpu_count() or 1)
 
 
-def _probability(scores):
-    """``predict_proba(X)[:, 1]`` of SwiftHydra from its scores (sigmoid of the clipped logit)."""
-    from swifthydra._scoring import sigmoid
-
-    return sigmoid(scores)
-
-
-class _Prefetch:
-    """Iterate ``items`` (a generator) in a background thread, at most ``depth`` items ahead;
-    the thread starts at once.
-
-    The next chunk is read and preprocessed while this one is scored (measured: about 30% faster
-    end to end on 2 cores), and the first ones while the model loads. Memory stays bounded: at
-    most ``depth + 2`` chunks exist at once. Exceptions reach the consumer. :meth:`close` (or
-    leaving a ``with`` block) stops the producer, which closes the generator (and its file).
-    """
-
-    def __init__(self, items, depth: int = 1) -> None:
-        import queue
-        import threading
-
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._full = queue.Full
-        self._stop = threading.Event()
-        self._done = object()
-        self._items = items
-        self._thread = threading.Thread(target=self._run, name="swifthydra-prefetch", daemon=True)
-        self._thread.start()
-
-    def _put(self, entry) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=0.05)
-                return True
-            except self._full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            for item in self._items:
-                if not self._put((True, item)):
-                    break
-            else:
-                self._put((True, self._done))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            self._put((False, exc))
-        finally:
-            self._items.close()
-
-    def __iter__(self):
-        while True:
-            ok, item = self._queue.get()
-            if not ok:
-                raise item
-            if item is self._done:
-                return
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def __enter__(self) -> _Prefetch:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _table_chunks(state: dict, data: Path, columns: list[str], chunk_rows: int, id_column: str | None,
-                  on_bad_rows: str | None = None) -> _Prefetch:
-    """Check the table's ``columns`` against the preprocessing and start reading it: a
-    :class:`_Prefetch` of ``(start_row, chunk DataFrame, X)`` (use it in a ``with`` block); with
-    ``on_bad_rows``, of ``(start_row, chunk DataFrame, Prepared)`` (see :func:`_prepared_chunks`)."""
-    pre = state["preprocessor"]
-    pre.check_columns(columns, allowed_extra=[id_column] if id_column else [])
-    # CSV: categorical, timestamp and id columns as text, so every chunk types them as in the whole file
-    wanted, strings = _read_plan(pre, id_column)
-    return _Prefetch(_prepared_chunks(pre, data, wanted, chunk_rows, strings, on_bad_rows))
-
-
-def _scored_chunks(est, chunks: _Prefetch, data: Path):
+def _scored_chunks(est, chunks: Prefetch, data: Path):
     """Yield ``(start_row, chunk DataFrame, X, scores)`` for the chunks of :func:`_table_chunks`
     (``X`` is the ``Prepared`` of the chunk when they were read with ``on_bad_rows``)."""
     for start, chunk, X in chunks:

@@ -8,8 +8,8 @@
 
 Both load the model once per worker process (:func:`model_scorer`, cached) and score each batch
 with :class:`FrameScorer`, which applies the model's saved preprocessing and estimator through the
-helpers of the command line (:mod:`swifthydra.cli._table`), so a row gets the same score, flag and
-probability as with the local ``swifthydra score``.
+library functions the command line uses too (:mod:`swifthydra.table_model`), so a row gets the same
+score, flag and probability as with the local ``swifthydra score``.
 """
 
 from swifthydra.distributed._core import OUTPUT_COLUMNS, FrameScorer, model_scorer

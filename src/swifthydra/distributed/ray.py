@@ -80,7 +80,7 @@ class _BatchScorer:
 
 
 def _check(model_dir: Path, columns: list[str], id_column: str | None, keep=()):
-    from swifthydra.cli._table import read_table_state
+    from swifthydra.table_model import read_table_state
 
     _, state = read_table_state(model_dir)  # a missing or broken model fails on the driver
     if id_column is not None and id_column not in columns:
@@ -173,7 +173,7 @@ def score_files(model_dir: str | os.PathLike, files: list[Path], out_dir: str | 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from swifthydra.cli._table import _resolve_id_column, read_table_state
+    from swifthydra.table_model import _resolve_id_column, read_table_state
 
     ray = _ray()
     model_dir = Path(model_dir).expanduser().resolve()
