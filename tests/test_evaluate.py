@@ -17,25 +17,12 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from typer.testing import CliRunner
 
 import swifthydra.presets
+from _cli import error_line as _error_line
+from _cli import invoke as _invoke
 from _presets import MICRO
-from swifthydra.cli import app
 from swifthydra.cli._table import load_table_model
-
-runner = CliRunner()
-
-
-def _invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line]
-    assert lines[-1].startswith("error: ") and "Traceback" not in result.output, result.output
-    return lines[-1]
 
 
 def _table(n=240, seed=0):

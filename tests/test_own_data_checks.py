@@ -10,29 +10,17 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
+from _cli import error_line as _error_line
+from _cli import invoke as _invoke
 from _presets import MICRO
 from swifthydra import SwiftHydra
-from swifthydra.cli import app
 from swifthydra.cli._table import PREPROCESSING_FILE, load_table_model
 from swifthydra.datasets import TablePreprocessor, read_table
 from swifthydra.exceptions import InvalidInputError
 
-runner = CliRunner()
 FAST = ["--quick", "--episodes", "1", "--seed", "0"]
 ROW1 = "(row 1 = the first row after the header)"
-
-
-def _invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line]
-    assert lines[-1].startswith("error: ") and "Traceback" not in result.output, result.output
-    return lines[-1]
 
 
 def _transactions(n=300, seed=0):

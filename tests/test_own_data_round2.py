@@ -12,9 +12,9 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from swifthydra.cli import app
+from _cli import error_line as _error_line
+from _cli import invoke as _invoke
 from swifthydra.cli.evaluate import TRUE_ANOMALY, TRUE_NORMAL, truth_labels
 from swifthydra.datasets import TablePreprocessor, read_table
 from swifthydra.datasets.table import (
@@ -26,19 +26,7 @@ from swifthydra.datasets.table import (
 )
 from swifthydra.exceptions import DataWarning, InvalidInputError
 
-runner = CliRunner()
 FAST = ["--quick", "--episodes", "0", "--seed", "0"]
-
-
-def _invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line]
-    assert lines[-1].startswith("error: ") and "Traceback" not in result.output, result.output
-    return lines[-1]
 
 
 def _amounts(n=300, seed=0):
