@@ -268,3 +268,13 @@ def test_bad_options_are_one_error_line(args, expected):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
     assert "Traceback" not in result.stderr and "╭" not in result.stderr
+
+
+def test_info_of_an_unsupervised_model_does_not_speak_of_known_anomalies(tmp_path):
+    amount, _, rng = _amounts()
+    pd.DataFrame({"amount": amount, "velocity": rng.normal(size=len(amount))}).to_csv(tmp_path / "t.csv", index=False)
+    fit = _invoke("fit", tmp_path / "t.csv", "--out", tmp_path / "m", *FAST)
+    assert fit.exit_code == 0 and "no label column" in fit.output, fit.output
+    info = _invoke("info", tmp_path / "m").output
+    assert "known anomalies with AUC" not in info
+    assert "separates the pseudo-labelled anomalies with AUC" in info, info  # calibrated on pseudo-labels
