@@ -206,6 +206,10 @@ def test_report_gain_table_matches_stored_rows(app, gen_results, tmp_path):
         assert table[(detector, "mixup")][11] == weights
     # the model sections label each detector x generator separately
     assert "xgboost[n_estimators=5]+nngmix" in md and "xgboost[n_estimators=5]+mixup" in md
+    # the gains plot's long detector (a label of no model section) has its short name listed;
+    # generator labels this short need none
+    assert "| devnet-ref #1 | devnet-ref[batch_size=64,epochs=1,nb_batch=2] |" in md
+    assert "Generator names in the plots" not in md
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "Generator gains over <code>none</code>" in html
 

@@ -402,6 +402,115 @@ def test_report_with_long_param_names_is_readable(long_results, tmp_path, monkey
     assert '<div class="table"><table>' in html_text and "div.table{max-width:100%;overflow-x:auto" in html_text
 
 
+MIXUP_LONG = "mixup[alpha=0.4,n_samples=1000]"  # bench --param gen.mixup.alpha=0.4 ...
+SH_EPISODES = "swifthydra[episodes=40,max_samples=20000]"
+
+
+@pytest.fixture
+def long_gen_results(tmp_path):
+    """Generator comparisons with long labels: two ``--param`` detectors (and a short one), each
+    under ``none``, two long mixup labels, a long nngmix label and ``cvae``."""
+    from swifthydra.bench.augment import generator_label
+
+    rng = np.random.RandomState(2)
+    detectors = [("swifthydra", {"episodes": 40, "max_samples": 20000}),
+                 ("catboost", {"depth": 8, "iterations": 2000}), ("xgboost", {})]
+    generators = ["none", generator_label("mixup", {"alpha": 0.4, "n_samples": 1000}),
+                  generator_label("mixup", {"alpha": 0.2, "n_samples": 1000}),
+                  generator_label("nngmix", {"k": 5, "n_samples": 1000}), "cvae"]
+    path = tmp_path / "gen_long.sqlite"
+    with ResultStore(path) as store:
+        for ds in DATASETS[:4]:
+            for seed in (1, 2):
+                for model, config in detectors:
+                    for gen in generators:
+                        row = _row(ds, model, seed, 0.85 + rng.normal(0, 0.02),
+                                   config=json.dumps(config, sort_keys=True), generator=gen)
+                        store.add(row)
+    return path
+
+
+def test_gains_plot_with_long_labels_uses_short_names(long_gen_results, tmp_path, monkeypatch):
+    """The generator-gain plot names long detectors and generators by short names (the report's
+    name tables map them back), its titles and tick labels do not overlap, the image is saved
+    whole, and nothing is warned; tables keep the full labels."""
+    import matplotlib.figure
+    import matplotlib.text
+
+    from swifthydra.bench import report
+
+    drawn = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        out = save(fig, path, *args, **kwargs)
+        renderer = fig.canvas.get_renderer()
+        texts = [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text()]
+        boxes = []  # titles and x tick labels: (text, extent in pixels)
+        for ax in fig.axes:
+            labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+            boxes += [(t.get_text(), t.get_window_extent(renderer)) for t in [ax.title, *labels]
+                      if t.get_text()]
+        drawn[Path(path).name] = (texts, boxes, kwargs)
+        return out
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    monkeypatch.setattr(report, "_quiet_matplotlib", contextlib.nullcontext)  # no filter needed
+    with warnings_as_errors():
+        md = make_report(long_gen_results, tmp_path / "rep").read_text()
+
+    # name tables: detectors among the models, long generator labels in their own table
+    assert f"| swifthydra #1 | {SH_EPISODES} |" in md
+    assert "| catboost #1 | catboost[depth=8,iterations=2000] |" in md
+    assert "## Generator names in the plots" in md
+    assert "| mixup #1 | mixup[alpha=0.2,n_samples=1000] |" in md and f"| mixup #2 | {MIXUP_LONG} |" in md
+    assert "| nngmix #1 | nngmix[k=5,n_samples=1000] |" in md
+    assert "| cvae | cvae |" not in md  # short labels are not listed
+    # the gain table keeps full labels
+    assert f"| {SH_EPISODES} | {MIXUP_LONG} | 4 |" in md
+
+    gains = [n for n in drawn if n.startswith("gains_")]
+    assert gains == ["gains_standard-adbench-la0.05.png"]
+    texts, boxes, kwargs = drawn[gains[0]]
+    assert kwargs.get("bbox_inches") == "tight"
+    assert not any("=" in t for t in texts), texts  # no settings: every long label is short
+    for name in ("swifthydra #1", "catboost #1", "xgboost", "mixup #1", "mixup #2", "nngmix #1", "cvae"):
+        assert name in texts, (name, texts)
+    assert [t for t, _ in boxes].count("mixup #2") == 3  # under the bottom row only
+    for a, (ta, ba) in enumerate(boxes):  # no title or tick label runs into another
+        for tb, bb in boxes[a + 1:]:
+            assert not (ba.x0 < bb.x1 - 1 and ba.x1 > bb.x0 + 1 and ba.y0 < bb.y1 - 1
+                        and ba.y1 > bb.y0 + 1), (ta, tb)
+    png = tmp_path / "rep" / "img" / gains[0]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gains_plot_without_names_wraps_full_labels(long_gen_results, tmp_path, monkeypatch):
+    """Called without the report's short names, the gains plot shows full labels, wrapped after
+    ``[``, ``,`` and ``+``, and warns of nothing."""
+    import matplotlib.figure
+    import matplotlib.text
+
+    from swifthydra.bench import gains
+    from swifthydra.bench.report import _mpl, load_results
+
+    seen = []
+    save = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, *args, **kwargs):
+        seen.extend(t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_visible())
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    df, _ = load_results(long_gen_results)
+    records, per_dataset = gains.gain_table(df, 0.005)
+    with warnings_as_errors():
+        gains.plot_gains(records, per_dataset, tmp_path / "g.png", _mpl())
+    assert "mixup[\nalpha=0.4,\nn_samples=1000]" in seen, seen
+    assert "swifthydra[episodes=40,\nmax_samples=20000]" in seen, seen
+    assert (tmp_path / "g.png").stat().st_size > 0
+
+
 def test_report_names_long_labels_in_plots_only_when_needed(results, tmp_path):
     """Short names everywhere: no alias table, and the plots carry the labels themselves."""
     md = make_report(results, tmp_path / "rep").read_text()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "swifthydra"
 CLI = "swifthydra.cli"
@@ -114,11 +112,6 @@ def _imports_module(importer: str, target: str) -> bool:
     return target in names or any(n.startswith(target + ".") for n in names)
 
 
-@pytest.mark.xfail(
-    reason="known cycle, to be fixed elsewhere: swifthydra.bench.gains imports swifthydra.bench.report "
-    "(_slug, natural_key) and report imports gains (generator_sections), both inside functions",
-    strict=False,
-)
 def test_no_import_cycle_between_bench_gains_and_report():
     gains, report = "swifthydra.bench.gains", "swifthydra.bench.report"
     assert not (_imports_module(gains, report) and _imports_module(report, gains)), (

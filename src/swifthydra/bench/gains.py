@@ -12,6 +12,10 @@ Wilcoxon signed-rank p-value of the per-dataset gains, Holm-corrected over the g
 that detector (one family per detector and metric). In the unseen-type scenario the metric of a
 cell is its AUC on the anomaly types it was not trained on; the pairs of all training types are
 averaged per dataset.
+
+The plot of a section names detectors and generators by the report's short names (labels of
+more than 24 characters, see :func:`swifthydra.bench._names.plot_names`); :func:`plotted_labels`
+gives the report the labels to name. This module imports nothing from the report.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from swifthydra.bench._names import PLOT_NAME_MAX, natural_key, plot_name, slug, wrap_label
 
 METRIC_NAMES = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR"}
 
@@ -32,6 +38,41 @@ def has_generator_comparison(df) -> bool:
     ok = df[df["status"] == "ok"]
     gens = ok.groupby("detector")["generator"].agg(lambda s: set(s))
     return any("none" in g and len(g) > 1 for g in gens)
+
+
+def _sections(df):
+    """The report's generator sections: ``df`` grouped by scenario kind (standard or
+    unseen-type), protocol and labelled ratio."""
+    kind = np.where(df["scenario"] == "standard", "standard", "unseen-type")
+    return df.assign(_kind=kind).groupby(["_kind", "protocol", "labeled_ratio"], sort=True)
+
+
+def _compared(ok) -> list[tuple[str, list[str]]]:
+    """Each detector of ``ok`` cells with results under ``none`` and another generator, and those
+    other generators (in the order of :data:`swifthydra.bench.augment.GENERATOR_NAMES`)."""
+    out = []
+    for detector in sorted(ok["detector"].unique()):
+        mine = ok.loc[ok["detector"] == detector, "generator"]
+        gens = [g for g in _generator_order(mine) if g != "none"]
+        if "none" in set(mine) and gens:
+            out.append((detector, gens))
+    return out
+
+
+def plotted_labels(df) -> tuple[list[str], list[str]]:
+    """The detectors and the generator labels (as shown: ``mixup[alpha=0.4]``) that the gain
+    plots of :func:`generator_sections` show; both empty when there is no comparison."""
+    from swifthydra.bench.augment import display_label
+
+    if not has_generator_comparison(df):
+        return [], []
+    detectors: dict[str, None] = {}
+    generators: dict[str, None] = {}
+    for _, part in _sections(df):
+        for detector, gens in _compared(part[part["status"] == "ok"]):
+            detectors[detector] = None
+            generators.update(dict.fromkeys(display_label(g) for g in gens))
+    return list(detectors), list(generators)
 
 
 def paired_gains(ok, detector: str, generator: str):
@@ -64,11 +105,7 @@ def gain_table(part, tol: float) -> tuple[list[dict[str, Any]], dict[tuple[str, 
     ok = part[part["status"] == "ok"]
     records: list[dict[str, Any]] = []
     per_dataset: dict[tuple[str, str], Any] = {}
-    for detector in sorted(ok["detector"].unique()):
-        mine = ok.loc[ok["detector"] == detector, "generator"]
-        gens = [g for g in _generator_order(mine) if g != "none"]
-        if "none" not in set(mine) or not gens:
-            continue
+    for detector, gens in _compared(ok):
         recs = []
         p_raw: dict[str, dict[str, float]] = {"auc_roc": {}, "auc_pr": {}}
         for g in gens:
@@ -137,10 +174,15 @@ def _p(v: float) -> str:
     return "" if v is None or not np.isfinite(v) else f"{v:.3g}"
 
 
-def generator_sections(doc, df, img_dir: Path, tol: float, plt) -> None:
-    """Append the generator-gain section(s) to ``doc`` (nothing when there is no comparison)."""
+def generator_sections(doc, df, img_dir: Path, tol: float, plt,
+                       names: dict[str, str] | None = None,
+                       generator_names: dict[str, str] | None = None) -> None:
+    """Append the generator-gain section(s) to ``doc`` (nothing when there is no comparison).
+
+    ``names`` (detector label -> name in plots) and ``generator_names`` (shown generator label
+    -> name in plots) are the report's short names (:func:`swifthydra.bench._names.plot_names`);
+    without them the plots show the full labels (wrapped). Tables always give full labels."""
     from swifthydra.bench.augment import display_label
-    from swifthydra.bench.report import _slug
 
     if not has_generator_comparison(df):
         return
@@ -155,9 +197,7 @@ def generator_sections(doc, df, img_dir: Path, tol: float, plt) -> None:
           "by the generator (with the generated rows' weights when their fit accepts "
           "sample_weight: 'weighted', else 'unweighted'); unsupervised models are not run with "
           "generators.")
-    kind = np.where(df["scenario"] == "standard", "standard", "unseen-type")
-    groups = df.assign(_kind=kind).groupby(["_kind", "protocol", "labeled_ratio"], sort=True)
-    for (k, protocol, ratio), part in groups:
+    for (k, protocol, ratio), part in _sections(df):
         records, per_dataset = gain_table(part, tol)
         if not records:
             continue
@@ -182,8 +222,8 @@ def generator_sections(doc, df, img_dir: Path, tol: float, plt) -> None:
                 r["weights"],
             ])
         doc.table(header, rows, align="llrrrcrcrccl")
-        path = img_dir / f"gains_{_slug(k, protocol, f'la{ratio:g}')}.png"
-        plot_gains(records, per_dataset, path, plt)
+        path = img_dir / f"gains_{slug(k, protocol, f'la{ratio:g}')}.png"
+        plot_gains(records, per_dataset, path, plt, names=names, generator_names=generator_names)
         doc.img(f"img/{path.name}", "Gain over `none` per detector and generator: mean over "
                 "datasets (bar) and each dataset's gain (dots); top AUC-ROC, bottom AUC-PR")
         _per_dataset_table(doc, records, per_dataset)
@@ -197,7 +237,6 @@ def generator_sections(doc, df, img_dir: Path, tol: float, plt) -> None:
 
 def _per_dataset_table(doc, records, per_dataset) -> None:
     from swifthydra.bench.augment import display_label
-    from swifthydra.bench.report import natural_key
 
     datasets = sorted({d for g in per_dataset.values() for d in g.index}, key=natural_key)
     cols = [(r["detector"], r["generator"]) for r in records]
@@ -222,21 +261,51 @@ def _fs(v) -> str:
     return f"{v:.3g}" if v < 100 else f"{v:.0f}"
 
 
-def plot_gains(records, per_dataset, path: Path, plt) -> None:
-    """Per detector (columns) and metric (rows): mean gain of each generator and the spread."""
+def plot_gains(records, per_dataset, path: Path, plt, names: dict[str, str] | None = None,
+               generator_names: dict[str, str] | None = None) -> None:
+    """Per detector (columns) and metric (rows): mean gain of each generator and the spread.
+
+    Detectors (column titles) are named by ``names`` and generators (x ticks, shown on the
+    bottom row) by ``generator_names``, both keyed by the full label (the generator's as shown in
+    tables, ``mixup[alpha=0.4]``); a label without a short name is itself. Names still long are
+    wrapped after ``[``, ``,`` and ``+``; each column is as wide as its tick labels and title need
+    (tick labels of up to 24 characters are turned 30 degrees, on one line each, when the figure
+    would otherwise be over 16 inches wide).
+    The image is saved with a tight bounding box (nothing cut)."""
     from swifthydra.bench.augment import display_label
 
     detectors = list(dict.fromkeys(r["detector"] for r in records))
-    ncol = len(detectors)
-    widths = [max(2.4, 0.7 * sum(r["detector"] == d for r in records) + 1.2) for d in detectors]
-    fig, axes = plt.subplots(2, ncol, figsize=(sum(widths) + 0.6, 5.6), squeeze=False,
-                             sharey="row", gridspec_kw={"width_ratios": widths})
+    recs_of = {d: [r for r in records if r["detector"] == d] for d in detectors}
+    titles = {d: wrap_label(plot_name(names, d), 26) for d in detectors}
+    shown = {(d, r["generator"]): plot_name(generator_names, display_label(r["generator"]))
+             for d in detectors for r in recs_of[d]}
+    ticks = {k: wrap_label(v, 14) for k, v in shown.items()}
+
+    def longest(text: str) -> int:
+        return max(len(line) for line in text.split("\n"))
+
+    # inches: a character of 8 pt text is ~0.07 in wide, of the 9 pt titles ~0.08 in
+    slot = max(0.7, 0.07 * max(longest(t) for t in ticks.values()) + 0.25)
+    # many generators: labels of a short name's length turned, on one line each (parallel, they
+    # never run into each other); longer ones (no short names given) stay wrapped, the figure wide
+    rotate = (sum(len(recs_of[d]) for d in detectors) * slot > 16
+              and max(map(len, shown.values())) <= PLOT_NAME_MAX)
+    if rotate:
+        slot, ticks = 0.7, shown
+        height = 5.0 + min(3.0, 0.035 * max(map(len, shown.values())))
+    else:
+        height = 5.0 + 0.14 * (max(t.count("\n") for t in ticks.values()))
+    widths = [max(2.4, slot * len(recs_of[d]) + 0.5, 0.08 * longest(titles[d]) + 0.4)
+              for d in detectors]
+    fig, axes = plt.subplots(2, len(detectors), figsize=(sum(widths) + 0.8, height),
+                             squeeze=False, sharex="col", sharey="row", layout="constrained",
+                             gridspec_kw={"width_ratios": widths})
     rng = np.random.RandomState(0)
     for j, det in enumerate(detectors):
-        recs = [r for r in records if r["detector"] == det]
+        recs = recs_of[det]
+        xs = np.arange(len(recs))
         for i, m in enumerate(("auc_roc", "auc_pr")):
             ax = axes[i, j]
-            xs = np.arange(len(recs))
             means = np.array([r[f"mean_d_{m}"] for r in recs], dtype=float)
             ax.bar(xs, np.nan_to_num(means), 0.6,
                    color=["tab:green" if v > 0 else "tab:red" for v in np.nan_to_num(means)],
@@ -246,15 +315,17 @@ def plot_gains(records, per_dataset, path: Path, plt) -> None:
                 ax.scatter(x + rng.uniform(-0.18, 0.18, len(d)), d, s=10, color="0.2",
                            alpha=0.7, zorder=3)
             ax.axhline(0, color="k", lw=0.8)
-            ax.set_xticks(xs)
-            ax.set_xticklabels([display_label(r["generator"]) for r in recs], fontsize=8,
-                               rotation=30 if len(recs) > 3 else 0)
+            ax.set_xlim(-0.6, len(recs) - 0.4)
             ax.grid(axis="y", alpha=0.3)
             ax.tick_params(axis="y", labelsize=7)
             if i == 0:
-                ax.set_title(det, fontsize=9)
+                ax.set_title(titles[det], fontsize=9)
             if j == 0:
                 ax.set_ylabel(f"Δ{METRIC_NAMES[m]} vs none", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        ax = axes[1, j]  # generator names under the bottom row only (the columns share x)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([ticks[(det, r["generator"])] for r in recs], fontsize=8,
+                           rotation=30 if rotate else 0, ha="right" if rotate else "center",
+                           rotation_mode="anchor" if rotate else "default")
+    fig.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.08)
     plt.close(fig)

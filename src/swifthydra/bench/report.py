@@ -28,7 +28,10 @@ prior_weight=0.5]``): tables always give the full label (it is what ``--referenc
 show a label of more than :data:`PLOT_NAME_MAX` characters under a short name, the label without
 its bracketed settings and a number (``swifthydra #1``), the same in every section and plot; the
 table "Model names in the plots" near the top maps each short name to its label. Labels up to
-that length appear in plots as they are, so a report without long names has no such table.
+that length appear in plots as they are, so a report without long names has no such table. The
+generator-gain plots name their detectors the same way, and long generator labels
+(``mixup[alpha=0.4,n_samples=1000]`` -> ``mixup #1``) too, listed in the table "Generator names
+in the plots". The short-name rules live in :mod:`swifthydra.bench._names`.
 Legends sit outside the axes (never over data) and images are saved with ``bbox_inches="tight"``
 (nothing cut). In the HTML, long names in tables break after ``[``, ``,`` and ``+`` and a table
 wider than the page scrolls inside its own box; the Markdown keeps labels verbatim (copyable;
@@ -46,18 +49,20 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from swifthydra.bench._names import PLOT_NAME_MAX, natural_key, plot_names
+from swifthydra.bench._names import plot_name as _name
+from swifthydra.bench._names import slug as _slug
 from swifthydra.bench.store import ResultStore
 from swifthydra.exceptions import InvalidInputError
 
 METRICS = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR"}
 TIE_TOLERANCE = 0.005
-PLOT_NAME_MAX = 24  # model labels longer than this get a short name in plots
 EXPORT_FORMATS = ("csv", "markdown", "parquet")
 MARKDOWN_EXPORT_COLUMNS = ("dataset", "protocol", "scenario", "labeled_ratio", "seed", "model",
                            "config", "generator", "status", "auc_roc", "auc_pr", "fit_seconds",
@@ -307,47 +312,22 @@ def _mpl():
     return plt
 
 
-def _slug(*parts: Any) -> str:
-    text = "_".join(str(p) for p in parts)
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
-
-
-def plot_names(labels: Iterable[str], max_len: int = PLOT_NAME_MAX) -> dict[str, str]:
-    """The name of each model label in plots: the label itself when it has at most ``max_len``
-    characters, else a short name, the label without its bracketed settings (cut to 20
-    characters) and a number counting the long labels of that stem in natural order:
-    ``swifthydra[generator=none,prior_weight=0.5]`` -> ``swifthydra #1``,
-    ``catboost[depth=8]+nngmix[n_neighbors=5]`` -> ``catboost+nngmix #1``. Short names are
-    unique and differ from every label kept as it is."""
-    labels = sorted(dict.fromkeys(str(v) for v in labels), key=natural_key)
-    out = {lab: lab for lab in labels if len(lab) <= max_len}
-    taken = set(out)
-    counts: dict[str, int] = {}
-    for lab in labels:
-        if lab in out:
-            continue
-        stem = re.sub(r"\[[^\]]*\]|\{[^}]*\}", "", lab).strip() or lab.split("[")[0] or "model"
-        if len(stem) > 20:
-            stem = stem[:19] + "…"
-        while True:
-            counts[stem] = counts.get(stem, 0) + 1
-            name = f"{stem} #{counts[stem]}"
-            if name not in taken:
-                break
-        out[lab] = name
-        taken.add(name)
-    return out
-
-
-def _names_block(doc: Doc, names: dict[str, str]) -> None:
-    """The table of short names used in plots (nothing when every label is short)."""
+def _names_block(doc: Doc, names: dict[str, str],
+                 generator_names: dict[str, str] | None = None) -> None:
+    """The tables of short names used in plots: models, then generators (each only when some
+    label has a short name)."""
     short = [(n, lab) for lab, n in names.items() if n != lab]
-    if not short:
-        return
-    doc.h(2, "Model names in the plots")
-    doc.p(f"Plots show a model label of more than {PLOT_NAME_MAX} characters under a short name; "
-          "tables give the full label.")
-    doc.table(["in plots", "model"], [[n, lab] for n, lab in short], align="ll")
+    if short:
+        doc.h(2, "Model names in the plots")
+        doc.p(f"Plots show a model label of more than {PLOT_NAME_MAX} characters under a short "
+              "name; tables give the full label.")
+        doc.table(["in plots", "model"], [[n, lab] for n, lab in short], align="ll")
+    short = [(n, lab) for lab, n in (generator_names or {}).items() if n != lab]
+    if short:
+        doc.h(2, "Generator names in the plots")
+        doc.p(f"The generator-gain plots show a generator label of more than {PLOT_NAME_MAX} "
+              "characters under a short name; tables give the full label.")
+        doc.table(["in plots", "generator"], [[n, lab] for n, lab in short], align="ll")
 
 
 @contextlib.contextmanager
@@ -442,9 +422,14 @@ def make_report(
         return _write(doc, out, title)
 
     _versions_block(doc, df)
-    # one short name per plotted label (those with an ok cell) for the whole report
-    names = plot_names(df.loc[df["status"] == "ok", "label"].unique())
-    _names_block(doc, names)
+    # one short name per plotted label (those with an ok cell, and the detectors and generators
+    # of the generator-gain plots) for the whole report
+    from swifthydra.bench.gains import plotted_labels
+
+    detectors, generators = plotted_labels(df)
+    names = plot_names([*df.loc[df["status"] == "ok", "label"].unique(), *detectors])
+    generator_names = plot_names(generators)
+    _names_block(doc, names, generator_names)
     with _quiet_matplotlib():
         standard = df[df["scenario"] == "standard"]
         for (protocol, ratio), part in standard.groupby(["protocol", "labeled_ratio"], sort=True):
@@ -453,7 +438,7 @@ def make_report(
         unseen = df[df["scenario"].str.startswith("unseen-type")]
         for (protocol, ratio), part in unseen.groupby(["protocol", "labeled_ratio"], sort=True):
             _unseen_section(doc, part, protocol, ratio, img_dir, plt, names)
-        _generator_block(doc, df, img_dir, tie_tolerance, plt)
+        _generator_block(doc, df, img_dir, tie_tolerance, plt, names, generator_names)
         plt.close("all")
     _errors_block(doc, df)
     _runs_block(doc, runs)
@@ -487,11 +472,6 @@ def _per_dataset(ok, metric: str):
     std = g.std(ddof=0).unstack("label")
     order = sorted(mean.index, key=natural_key)
     return mean.loc[order], std.loc[order]
-
-
-def natural_key(name: str):
-    """Sort ``2_annthyroid`` before ``10_cover`` (ADBench's numbering)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(name))]
 
 
 def _standard_section(doc, part, protocol, ratio, img_dir, reference, metric, tol, plt,
@@ -664,11 +644,6 @@ def _fn(v) -> str:
 
 
 # ============================================================================== plots
-def _name(names: dict[str, str] | None, label: str) -> str:
-    """A label's name in plots (:func:`plot_names`); the label itself without a mapping."""
-    return (names or {}).get(label, label)
-
-
 def _legend_columns(labels: list[str], width_in: float, fontsize: float, most: int = 8) -> int:
     """How many legend entries fit side by side in ``width_in`` inches (a marker and its text)."""
     longest = max((len(t) for t in labels), default=1)
@@ -1102,11 +1077,13 @@ def _generator_labels(df) -> None:
                    for d, g, n in zip(df["detector"], df["generator"], n_gen, strict=True)]
 
 
-def _generator_block(doc: Doc, df, img_dir: Path, tol: float, plt) -> None:
-    """The gain of each generator over ``none`` per detector (see :mod:`swifthydra.bench.gains`)."""
+def _generator_block(doc: Doc, df, img_dir: Path, tol: float, plt, names=None,
+                     generator_names=None) -> None:
+    """The gain of each generator over ``none`` per detector (see :mod:`swifthydra.bench.gains`);
+    its plots name detectors and generators by ``names`` and ``generator_names``."""
     from swifthydra.bench.gains import generator_sections
 
-    generator_sections(doc, df, img_dir, tol, plt)
+    generator_sections(doc, df, img_dir, tol, plt, names=names, generator_names=generator_names)
 
 
 # ============================================================================== misc blocks
