@@ -187,6 +187,19 @@ def _headless(chromium: str, profile: str, *args: str) -> subprocess.CompletedPr
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": profile})
 
 
+def _probe(chromium: str, out, page: str, body: str, *args: str) -> str:
+    """Open ``page`` (the report's HTML, in folder ``out``) in headless Chromium with the script
+    ``body`` run on load, which fills ``lines``; returns them as the dumped DOM's text."""
+    probe = ("<script>window.addEventListener('load', function () { var lines = [];" + body
+             + "var d = document.createElement('pre'); d.id = 'probe'; d.textContent = lines.join('\\n') + '\\nEND';"
+             "document.body.appendChild(d); });</script>")
+    (out / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        proc = _headless(chromium, profile, *args, "--dump-dom", (out / "probe.html").as_uri())
+    assert "END" in proc.stdout, proc.stderr[-2000:]
+    return proc.stdout
+
+
 def test_html_report_renders_in_headless_chromium(results, tmp_path):
     """The report in a real browser: every image decodes and draws something (not one flat colour),
     every link points inside the page, and a screenshot of the page is not blank."""
@@ -198,37 +211,33 @@ def test_html_report_renders_in_headless_chromium(results, tmp_path):
     page = (out / "report.html").read_text()
     # per image: loaded?, size, and how many distinct pixels of a 64x64 draw of it (canvas: a data:
     # URI is same-origin, so the pixels can be read); per link: does its target exist in the page?
-    probe = ("<script>window.addEventListener('load', function () {"
-             "var lines = [];"
-             "Array.from(document.images).forEach(function (img, i) {"
-             "  var seen = {}, n = 0;"
-             "  if (img.complete && img.naturalWidth > 0) {"
-             "    var c = document.createElement('canvas'); c.width = 64; c.height = 64;"
-             "    var g = c.getContext('2d'); g.drawImage(img, 0, 0, 64, 64);"
-             "    var px = g.getImageData(0, 0, 64, 64).data;"
-             "    for (var j = 0; j < px.length; j += 4) {"
-             "      var k = px[j] + ',' + px[j + 1] + ',' + px[j + 2];"
-             "      if (!seen[k]) { seen[k] = 1; n++; } } }"
-             "  lines.push('IMG ' + i + ' ' + img.naturalWidth + 'x' + img.naturalHeight + ' ' + n); });"
-             "Array.from(document.querySelectorAll('a[href]')).forEach(function (a) {"
-             "  var h = a.getAttribute('href'), ok = h.charAt(0) === '#' ? !!document.getElementById(h.slice(1))"
-             "    : h.indexOf('data:') === 0;"
-             "  lines.push('LINK ' + (ok ? 'ok ' : 'broken ') + h.slice(0, 80)); });"
-             "var d = document.createElement('pre'); d.id = 'probe'; d.textContent = lines.join('\\n') + '\\nEND';"
-             "document.body.appendChild(d); });</script>")
-    (out / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    # per image: loaded?, size, and how many distinct pixels of a 64x64 draw of it (canvas: a data:
+    # URI is same-origin, so the pixels can be read); per link: does its target exist in the page?
+    stdout = _probe(chromium, out, page, (
+        "Array.from(document.images).forEach(function (img, i) {"
+        "  var seen = {}, n = 0;"
+        "  if (img.complete && img.naturalWidth > 0) {"
+        "    var c = document.createElement('canvas'); c.width = 64; c.height = 64;"
+        "    var g = c.getContext('2d'); g.drawImage(img, 0, 0, 64, 64);"
+        "    var px = g.getImageData(0, 0, 64, 64).data;"
+        "    for (var j = 0; j < px.length; j += 4) {"
+        "      var k = px[j] + ',' + px[j + 1] + ',' + px[j + 2];"
+        "      if (!seen[k]) { seen[k] = 1; n++; } } }"
+        "  lines.push('IMG ' + i + ' ' + img.naturalWidth + 'x' + img.naturalHeight + ' ' + n); });"
+        "Array.from(document.querySelectorAll('a[href]')).forEach(function (a) {"
+        "  var h = a.getAttribute('href'), ok = h.charAt(0) === '#' ? !!document.getElementById(h.slice(1))"
+        "    : h.indexOf('data:') === 0;"
+        "  lines.push('LINK ' + (ok ? 'ok ' : 'broken ') + h.slice(0, 80)); });"))
     with tempfile.TemporaryDirectory() as profile:
-        proc = _headless(chromium, profile, "--dump-dom", (out / "probe.html").as_uri())
         shot = tmp_path / "report.png"
         taken = _headless(chromium, profile, f"--screenshot={shot}", "--window-size=1200,2400",
                           (out / "report.html").as_uri())
-    assert "END" in proc.stdout, proc.stderr[-2000:]
-    images = re.findall(r"IMG (\d+) (\d+)x(\d+) (\d+)", proc.stdout)
+    images = re.findall(r"IMG (\d+) (\d+)x(\d+) (\d+)", stdout)
     assert len(images) == len(re.findall(r"<img ", page)) >= 7
     for i, w, h, colours in images:
         assert int(w) > 100 and int(h) > 100, f"image {i} did not load ({w}x{h})"
         assert int(colours) >= 3, f"image {i} is blank ({colours} colours)"
-    broken = re.findall(r"LINK broken (.*)", proc.stdout)
+    broken = re.findall(r"LINK broken (.*)", stdout)
     assert not broken, broken
     assert shot.is_file(), taken.stderr[-2000:]
     pixels = matplotlib.image.imread(shot)  # the rendered page: text and plots, not a blank page
@@ -547,24 +556,19 @@ def test_html_report_with_long_names_fits_the_window_in_headless_chromium(long_r
     out = tmp_path / "rep"
     make_report(long_results, out)
     page = (out / "report.html").read_text()
-    probe = ("<script>window.addEventListener('load', function () {"
-             "var lines = ['PAGE ' + document.documentElement.scrollWidth + ' ' + window.innerWidth];"
-             "Array.from(document.querySelectorAll('div.table')).forEach(function (d, i) {"
-             "  var first = d.querySelector('th').textContent;"
-             "  lines.push('TABLE ' + i + ' ' + d.scrollWidth + ' ' + d.clientWidth + ' ' + first); });"
-             "Array.from(document.images).forEach(function (img, i) {"
-             "  lines.push('IMG ' + i + ' ' + img.getBoundingClientRect().right + ' ' + img.naturalWidth); });"
-             "var d = document.createElement('pre'); d.id = 'probe'; d.textContent = lines.join('\\n') + '\\nEND';"
-             "document.body.appendChild(d); });</script>")
-    (out / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
-    with tempfile.TemporaryDirectory() as profile:
-        proc = _headless(chromium, profile, "--window-size=1000,900", "--dump-dom", (out / "probe.html").as_uri())
-    assert "END" in proc.stdout, proc.stderr[-2000:]
-    scroll, inner = map(int, re.search(r"PAGE (\d+) (\d+)", proc.stdout).groups())
-    assert inner <= 1000 and scroll <= inner, proc.stdout  # no horizontal scrolling of the page
-    tables = re.findall(r"TABLE (\d+) (\d+) (\d+) (\S+)", proc.stdout)
+    stdout = _probe(chromium, out, page, (
+        "lines.push('PAGE ' + document.documentElement.scrollWidth + ' ' + window.innerWidth);"
+        "Array.from(document.querySelectorAll('div.table')).forEach(function (d, i) {"
+        "  var first = d.querySelector('th').textContent;"
+        "  lines.push('TABLE ' + i + ' ' + d.scrollWidth + ' ' + d.clientWidth + ' ' + first); });"
+        "Array.from(document.images).forEach(function (img, i) {"
+        "  lines.push('IMG ' + i + ' ' + img.getBoundingClientRect().right + ' ' + img.naturalWidth); });"),
+        "--window-size=1000,900")
+    scroll, inner = map(int, re.search(r"PAGE (\d+) (\d+)", stdout).groups())
+    assert inner <= 1000 and scroll <= inner, stdout  # no horizontal scrolling of the page
+    tables = re.findall(r"TABLE (\d+) (\d+) (\d+) (\S+)", stdout)
     assert [t[3] for t in tables[:3]] == ["in", "model", "dataset"], tables  # names, summary, per dataset
     for i, scroll_width, client_width, _ in tables:  # every table fits: long names wrap
         assert int(scroll_width) <= int(client_width), (i, tables)
-    for i, right, natural in re.findall(r"IMG (\d+) ([\d.]+) (\d+)", proc.stdout):
+    for i, right, natural in re.findall(r"IMG (\d+) ([\d.]+) (\d+)", stdout):
         assert float(right) <= inner and int(natural) > 100, (i, right)  # scaled to the page, loaded
