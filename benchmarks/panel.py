@@ -10,11 +10,17 @@ process each), and a variant measured once is reused by later comparisons.
     python benchmarks/panel.py run --out panel/ --variant base='{}' --jobs 1
     python benchmarks/panel.py run --out panel/ --variant tol='{"detector_params": {"loss_tol": 0.01}}'
     python benchmarks/panel.py summary panel/base.sqlite panel/tol.sqlite [--markdown]
+    python benchmarks/panel.py speed --out panel/          # SwiftHydra beside CatBoost: fit-time ratios
 
 ``summary`` compares every file with the first: per labelled ratio (and scenario), the mean
 AUC-ROC and AUC-PR over the cells both have, cells better / level / worse, the Wilcoxon
 signed-rank p-value over the paired cells (scipy), and the median and total fit seconds. Cost:
 about 40 cells per variant (60 with ``--unseen``), 30-90 s each on one core of this machine.
+
+``speed`` is issue 24's side-by-side speed panel (docs/benchmarks.md §10.3): the 10 datasets, seed
+1, ratio 0.05, ``SwiftHydra()`` and CatBoost with one thread each, their cells interleaved on
+``--jobs`` cores in one run (``OUT/speed.sqlite``), then per dataset both fit times, their ratio,
+both AUC-ROCs, and the median ratio (the target is at most 3).
 """
 
 from __future__ import annotations
@@ -94,6 +100,30 @@ def summary(paths: list[Path], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
+def speed_summary(path: Path, markdown: bool = False) -> str:
+    with sqlite3.connect(path) as con:
+        rows = con.execute("SELECT dataset, model, auc_roc, fit_seconds FROM results WHERE status = 'ok' "
+                           "AND config = '{}' AND scenario = 'standard'").fetchall()
+    cells: dict[str, dict[str, tuple[float, float]]] = {}
+    for dataset, model, roc, fit in rows:
+        cells.setdefault(dataset, {})[model] = (roc, fit)
+    header = ["dataset", "CatBoost AUC-ROC", "SwiftHydra AUC-ROC", "CatBoost fit s", "SwiftHydra fit s", "ratio"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "--:|" * 5] if markdown else ["  ".join(header)]
+    ratios = []
+    for dataset in sorted(cells):
+        c = cells[dataset]
+        if "catboost" not in c or "swifthydra" not in c:
+            continue
+        ratio = c["swifthydra"][1] / c["catboost"][1]
+        ratios.append(ratio)
+        row = [dataset, f"{c['catboost'][0]:.3f}", f"{c['swifthydra'][0]:.3f}", f"{c['catboost'][1]:.1f}",
+               f"{c['swifthydra'][1]:.1f}", f"{ratio:.1f}"]
+        lines.append("| " + " | ".join(row) + " |" if markdown else "  ".join(row))
+    if ratios:
+        lines.append(f"median fit-time ratio SwiftHydra / CatBoost: {np.median(ratios):.1f} over {len(ratios)} datasets")
+    return "\n".join(lines)
+
+
 def main() -> None:
     repo = Path(__file__).resolve().parents[1]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -107,12 +137,28 @@ def main() -> None:
     run.add_argument("--jobs", type=int, default=1)
     run.add_argument("--data-dir", default=str(repo.parent / "shared" / "adbench"))
     run.add_argument("--print", action="store_true", help="print the commands instead of running them")
+    speed = sub.add_parser("speed", help="SwiftHydra() beside CatBoost, fit times (issue 24)")
+    speed.add_argument("--out", type=Path, required=True)
+    speed.add_argument("--jobs", type=int, default=2)
+    speed.add_argument("--data-dir", default=str(repo.parent / "shared" / "adbench"))
+    speed.add_argument("--markdown", action="store_true")
+    speed.add_argument("--print", action="store_true", help="print the command instead of running it")
     summ = sub.add_parser("summary", help="compare result files with the first")
     summ.add_argument("files", type=Path, nargs="+")
     summ.add_argument("--markdown", action="store_true")
     args = p.parse_args()
     if args.command == "summary":
         print(summary(args.files, args.markdown))
+        return
+    if args.command == "speed":
+        args.out.mkdir(parents=True, exist_ok=True)
+        cmd = [*_swifthydra(), "bench", "--datasets", ",".join(PANEL), "--labeled-ratio", "0.05", "--seeds", "1",
+               "--models", "catboost,swifthydra", "--data-dir", args.data_dir, "--no-download", "--jobs",
+               str(args.jobs), "--threads", "1", "--timeout", "1800", "--out", str(args.out / "speed.sqlite")]
+        print("$ " + shlex.join(cmd), flush=True)
+        if not args.print:
+            subprocess.run(cmd, check=True)
+            print(speed_summary(args.out / "speed.sqlite", args.markdown))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     for spec in args.variant:
