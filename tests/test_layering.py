@@ -117,3 +117,17 @@ def test_no_import_cycle_between_bench_gains_and_report():
     assert not (_imports_module(gains, report) and _imports_module(report, gains)), (
         f"{gains} and {report} import each other"
     )
+
+
+def test_every_test_named_slow_in_conftest_exists():
+    """The fast tier's list of slow tests (tests/conftest.py) names tests that exist: a renamed
+    test would otherwise silently join the fast tier."""
+    from conftest import SLOW_MODULES, SLOW_TESTS
+
+    tests = Path(__file__).resolve().parent
+    for module in SLOW_MODULES:
+        assert (tests / module).is_file(), module
+    for name in SLOW_TESTS:
+        module, function = name.split("::")
+        tree = ast.parse((tests / module).read_text())
+        assert function in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, name
