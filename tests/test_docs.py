@@ -112,3 +112,13 @@ def test_design_citations_name_existing_sections() -> None:
         text = path.read_text(encoding="utf-8", errors="replace")
         missing += [f"{path.relative_to(ROOT)}: §{n}" for n in _CITATION.findall(text) if n not in sections]
     assert not missing, f"citations of sections that docs/design.md does not have: {missing}"
+
+
+def test_architecture_names_existing_files() -> None:
+    """Every ``*.py`` path docs/architecture.md names is a file of the package or the repository."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    names = set(re.findall(r"(?<![\w./])((?:[\w]+/)*[\w]+\.py)\b", text))
+    assert len(names) > 30
+    missing = [n for n in sorted(names)
+               if not (ROOT / "src" / "swifthydra" / n).is_file() and not (ROOT / n).is_file()]
+    assert not missing, missing
