@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -74,10 +75,15 @@ def test_download_failure_exits_nonzero(tmp_path, monkeypatch):
 
 def test_demo_runs_on_builtin_data():
     pytest.importorskip("pyod")
-    result = runner.invoke(app, ["demo", "--dataset", "wine", "--quick"])
+    result = runner.invoke(app, ["demo", "--dataset", "wine", "--quick", "--seed", "1", "--seed", "2"])
     assert result.exit_code == 0, result.output
-    for name in ("AUC-ROC", "SwiftHydra", "IForest", "CatBoost"):
+    for name in ("AUC-ROC", "SwiftHydra", "IForest", "CatBoost", "mean ± std over seeds 1, 2", "per seed"):
         assert name in result.output
+    # each model's row: the mean ± spread of AUC-ROC and AUC-PR, then one AUC-ROC per seed
+    row = next(line for line in result.output.splitlines() if "SwiftHydra" in line and "±" in line)
+    assert len(re.findall(r"\d\.\d{3} ± \d\.\d{3}", row)) == 2
+    per_seed = row.split("│")[4].split()
+    assert len(per_seed) == 2 and all(re.fullmatch(r"[01]\.\d{3}", v) for v in per_seed), row
 
 
 def test_demo_bad_argument():
