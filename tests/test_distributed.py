@@ -248,6 +248,32 @@ def test_ray_cli_scores_equal_local_scores(case, ray_cluster, tmp_path):
     assert again.returncode == 2 and "already holds" in again.stderr.strip().splitlines()[-1]
 
 
+def test_ray_actor_scorer_keeps_no_batch(case, tmp_path, monkeypatch):
+    """The Ray actors' scorer (called in-process here: no cluster) keeps no reference to a batch it
+    scored nor to the frame it returned, so each block goes once scored and written and an actor's
+    own memory stays flat over a run (docs/benchmarks.md); its scores are the local command's."""
+    import gc
+    import tempfile
+    import weakref
+
+    from swifthydra.distributed.ray import PATH_COLUMN, _BatchScorer, _pack
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the unpacked model goes there
+    d, local = case
+    scorer = _BatchScorer(_pack(d / "model"), "tx_id", "fail", 1, (PATH_COLUMN,))
+    refs = []
+    for name in sorted(local):
+        batch = pd.read_parquet(d / "data" / name)
+        batch[PATH_COLUMN] = name
+        out = scorer(batch)
+        assert list(out[PATH_COLUMN].unique()) == [name]
+        _assert_same_scores(out.drop(columns=[PATH_COLUMN]), local[name])
+        refs += [weakref.ref(batch), weakref.ref(out)]
+        del batch, out
+    gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)
+
+
 def test_ray_score_dataset_on_the_cluster(case, ray_cluster):
     import ray
 

@@ -215,7 +215,10 @@ def score_files(model_dir: str | os.PathLike, files: list[Path], out_dir: str | 
     # one on each node) would starve them forever. Logical CPUs only steer scheduling.
     if concurrency is None:
         concurrency = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    ds = ds.rename_columns({"path": PATH_COLUMN})
+    # the renaming asks for no CPU either, so Ray Data fuses it into the read tasks; asking for one
+    # (the default) made it a task of its own that copied every block once more through the object
+    # store and took a CPU from the actors
+    ds = ds.rename_columns({"path": PATH_COLUMN}, num_cpus=0)
     scored = score_dataset(ds, model_dir, id_column=id_column, on_bad_rows=on_bad_rows, batch_size=batch_size,
                            concurrency=concurrency, keep=(PATH_COLUMN,), num_cpus=0)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +245,9 @@ def score_files(model_dir: str | os.PathLike, files: list[Path], out_dir: str | 
                 rows += len(part)
                 scored_rows += int(part["score"].notna().sum())
                 flagged += int(part["is_anomaly"].fillna(False).astype(bool).sum())
+                del part, table
+            # this block's frames go once written, before the next block is fetched
+            del batch, frame, paths
         for w in writers.values():
             w.close()
         for f, target in targets.items():
