@@ -214,11 +214,16 @@ def table_chunks(state: dict, data: Path, columns: list[str], chunk_rows: int, i
 
     This is how ``swifthydra score``, ``explain`` and ``evaluate`` and the self-check of ``fit``
     read a table file."""
-    pre = state["preprocessor"]
+    return Prefetch(_checked_chunks(state["preprocessor"], data, columns, chunk_rows, id_column, on_bad_rows))
+
+
+def _checked_chunks(pre, data: Path, columns: list[str], chunk_rows: int, id_column: str | None,
+                    on_bad_rows: str | None = None):
+    """:func:`_prepared_chunks` of ``data`` after checking its ``columns`` against ``pre`` (now,
+    not on the first chunk): what :func:`table_chunks` reads ahead in a thread."""
     pre.check_columns(columns, allowed_extra=[id_column] if id_column else [])
-    # CSV: categorical, timestamp and id columns as text, so every chunk types them as in the whole file
     wanted, strings = _read_plan(pre, id_column)
-    return Prefetch(_prepared_chunks(pre, data, wanted, chunk_rows, strings, on_bad_rows))
+    return _prepared_chunks(pre, data, wanted, chunk_rows, strings, on_bad_rows)
 
 
 class TableModel:
@@ -300,11 +305,10 @@ class TableModel:
             columns = table_columns(data)
             if resolve_id:
                 id_column = _resolve_id_column(columns, id_column, self._state, data)
-            pre.check_columns(columns, allowed_extra=[id_column] if id_column else [])
-            wanted, strings = _read_plan(pre, id_column)
+            prepared_chunks = _checked_chunks(pre, data, columns, CHUNK_ROWS, id_column, on_bad_rows)
 
             def chunks():
-                for start, chunk, prepared in _prepared_chunks(pre, data, wanted, CHUNK_ROWS, strings, on_bad_rows):
+                for start, chunk, prepared in prepared_chunks:
                     yield start, chunk, prepared, f"{data}, data rows {start + 1}-{start + len(chunk)}"
 
             return id_column, chunks()

@@ -87,10 +87,10 @@ def main() -> None:
     except click_exceptions.ClickException as exc:
         typer.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except (typer.Exit, typer.Abort) as exc:
-        if isinstance(exc, typer.Abort):
-            typer.echo("error: interrupted", err=True)
-            sys.exit(130)
+    except typer.Abort:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     finally:
         # The command is over (its files written and closed). With torch, scikit-learn and pandas

@@ -150,6 +150,14 @@ def _long_first_row_error(path: Path, sep: str, n_fields: int) -> InvalidInputEr
     )
 
 
+def duplicated_names(names) -> list[str]:
+    """The names (as text) that occur more than once, sorted."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[str(name)] = counts.get(str(name), 0) + 1
+    return sorted(name for name, n in counts.items() if n > 1)
+
+
 def _check_unique_columns(path: Path, columns, sep: str | None = None) -> None:
     """A column name given twice is an error naming it (pandas would read a CSV's second
     ``amount`` as ``amount.1``, a name the user's file does not hold)."""
@@ -160,8 +168,7 @@ def _check_unique_columns(path: Path, columns, sep: str | None = None) -> None:
                 names = next(csv.reader(f, delimiter=sep), names)
         except (OSError, csv.Error):
             pass
-    seen: set[str] = set()
-    twice = sorted({c for c in names if c in seen or seen.add(c)})
+    twice = duplicated_names(names)
     if twice:
         raise InvalidInputError(f"{path}: columns {twice} appear more than once in the header: give every column its own name.")
 
@@ -591,17 +598,18 @@ class TablePreprocessor:
         features = [c for c in df.columns if c not in self.exclude]
         if not features:
             raise InvalidInputError("the table has no feature columns besides the label/id columns.")
-        duplicated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+        duplicated = duplicated_names(df.columns)
         if duplicated:
             raise InvalidInputError(f"columns {duplicated} appear more than once: give every column its own name.")
-        formats = {}
-        for c in features:
-            if not _is_numeric(df[c]):
-                mark = _number_format(df[c], self.decimal)
-                if mark is not None:
-                    formats[str(c)] = mark
-        self.number_formats_ = formats
-        numeric = [c for c in features if str(c) in formats or _is_numeric(df[c])]
+        numeric, self.number_formats_ = [], {}
+        for c in features:  # numbers, or numbers written with separators or a currency sign
+            if _is_numeric(df[c]):
+                numeric.append(c)
+                continue
+            mark = _number_format(df[c], self.decimal)
+            if mark is not None:
+                self.number_formats_[str(c)] = mark
+                numeric.append(c)
         dates = [c for c in features if c not in numeric and _is_datetime(df[c])]
         self.constant_columns_ = [str(c) for c in features if self._constant(df[c], c in numeric, c in dates)]
         if self.constant_columns_:
@@ -777,7 +785,7 @@ class TablePreprocessor:
         allowed |= set(self.constant_columns_)
         allowed |= {str(c) for c in allowed_extra}
         extra = sorted(present_set - allowed)
-        duplicated = sorted({c for c in present if present.count(c) > 1})
+        duplicated = duplicated_names(present)
         if missing_cols or extra or duplicated:
             parts = []
             if missing_cols:
@@ -1105,8 +1113,9 @@ def labels_from_column(values, positive_label: str | None = None, *, column: str
     """Weak labels from a label column: 1 = known anomaly, 0 = unlabeled; an empty value is unlabeled.
 
     Without ``positive_label`` a value of :data:`POSITIVE_LABELS` (1, true, yes, y, anomaly,
-    anomalous, outlier; any case) marks a known anomaly. With it, values equal to ``positive_label`` do (compared as text, trimmed and in any
-    case, or as numbers when both are numbers: ``"1"`` matches ``1.0``).
+    anomalous, outlier; any case) marks a known anomaly. With it, values equal to
+    ``positive_label`` do (compared as text, trimmed and in any case, or as numbers when both are
+    numbers: ``"1"`` matches ``1.0``).
 
     Raises :class:`InvalidInputError` (naming ``column``) when no row comes out as a known anomaly
     (``positive_label`` matches no value; no value is recognised, e.g. ``fraud``/``legit``; every
@@ -1202,11 +1211,10 @@ def read_table(
          if label_column is not None else None)
     ids = df[id_column].to_numpy() if id_column is not None else None
     exclude = [c for c in (label_column, id_column) if c is not None]
-    fitted = preprocessor is not None
-    if preprocessor is None:
+    advice = BAD_ROWS_ADVICE
+    if preprocessor is None:  # fitting: a bad training value can only be fixed in the data
         preprocessor = TablePreprocessor(categorical=categorical, missing=missing, exclude=exclude,
                                          decimal=csv_decimal(path)).fit(df)
-    features = df.drop(columns=exclude)
-    X = (preprocessor.transform(features) if fitted else
-         preprocessor.transform_checked(features, advice=TRAINING_BAD_ROWS_ADVICE).X)
+        advice = TRAINING_BAD_ROWS_ADVICE
+    X = preprocessor.transform_checked(df.drop(columns=exclude), advice=advice).X
     return Table(X=X, y=y, ids=ids, feature_names=preprocessor.feature_names_, preprocessor=preprocessor)
