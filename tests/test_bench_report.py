@@ -211,8 +211,6 @@ def test_html_report_renders_in_headless_chromium(results, tmp_path):
     page = (out / "report.html").read_text()
     # per image: loaded?, size, and how many distinct pixels of a 64x64 draw of it (canvas: a data:
     # URI is same-origin, so the pixels can be read); per link: does its target exist in the page?
-    # per image: loaded?, size, and how many distinct pixels of a 64x64 draw of it (canvas: a data:
-    # URI is same-origin, so the pixels can be read); per link: does its target exist in the page?
     stdout = _probe(chromium, out, page, (
         "Array.from(document.images).forEach(function (img, i) {"
         "  var seen = {}, n = 0;"
