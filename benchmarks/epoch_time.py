@@ -5,8 +5,13 @@
    with PyTorch's ``Conv1d`` (``_SHIFTED_CONV_MAX_LENGTH = 0``): best of ``--repeat`` epochs.
 2. ``PowerGate.transform`` (Yeo-Johnson of skewed columns) on 100,000 rows x 32 columns that are
    all heavily skewed: best of ``--repeat`` calls after a warm-up.
+3. The default detector's network (``MambaScorer``: 16 features as 8 patch tokens, 2
+   bidirectional layers, inner width 64, state 4), one thread: milliseconds per training step
+   (batch 256, forward, backward, AdamW) and per scoring batch (2,048 rows, no gradient): the best
+   over ``--repeat`` interleaved rounds of the median of ``--steps`` after a warm-up, for the default scans, the sequential oracle, and the scans in their former
+   ``(b, l, d_in, n)`` layout of both loops (kept below, so the comparison can be re-run).
 
-    python benchmarks/epoch_time.py [--repeat 3]
+    python benchmarks/epoch_time.py [--repeat 3] [--steps 40] [--only-scan]
 """
 
 from __future__ import annotations
@@ -32,10 +37,129 @@ def epoch_seconds(repeat: int) -> float:
     return best
 
 
+class _FormerRecurrentScan:
+    """The recurrent scan as it was before the ``(b, l, n, d_in)`` layout: the state axis
+    innermost, contractions over it as batched matrix products (forward and backward)."""
+
+    @staticmethod
+    def build():
+        import torch
+
+        class Scan(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, u, delta, A, B, C, D):
+                a = torch.exp(delta.unsqueeze(-1) * A)
+                H = (delta * u).unsqueeze(-1) * B.unsqueeze(2)
+                for t in range(1, u.shape[1]):
+                    H[:, t].addcmul_(a[:, t], H[:, t - 1])
+                y = torch.matmul(H, C.unsqueeze(-1)).squeeze(-1) + u * D
+                ctx.save_for_backward(u, delta, A, B, C, D, a, H)
+                return y
+
+            @staticmethod
+            def backward(ctx, dy):
+                u, delta, A, B, C, D, a, H = ctx.saved_tensors
+                G = dy.unsqueeze(-1) * C.unsqueeze(2)
+                for t in range(u.shape[1] - 2, -1, -1):
+                    G[:, t].addcmul_(a[:, t + 1], G[:, t + 1])
+                dC = torch.matmul(dy.unsqueeze(-2), H).squeeze(-2)
+                dlog_a = G[:, 1:] * H[:, :-1] * a[:, 1:]
+                GB = torch.matmul(G, B.unsqueeze(-1)).squeeze(-1)
+                ddelta = GB * u
+                ddelta[:, 1:] += torch.einsum("bldn,dn->bld", dlog_a, A)
+                dA = torch.einsum("bldn,bld->dn", dlog_a, delta[:, 1:])
+                dB = torch.matmul((delta * u).unsqueeze(-2), G).squeeze(-2)
+                return GB * delta + dy * D, ddelta, dA, dB, dC, (dy * u).sum((0, 1))
+
+        return lambda u, delta, A, B, C, D: Scan.apply(u, delta, A, B, C, D)
+
+    @staticmethod
+    def sequential(u, delta, A, B, C, D):
+        h = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])  # (b, d_in, n)
+        ys = []
+        for t in range(u.shape[1]):
+            dt = delta[:, t].unsqueeze(-1)
+            h = torch_exp(dt * A) * h + dt * B[:, t].unsqueeze(1) * u[:, t].unsqueeze(-1)
+            ys.append(torch_bmm(h, C[:, t].unsqueeze(-1)).squeeze(-1))
+        return torch_stack(ys, 1) + u * D
+
+
+def torch_exp(x):
+    import torch
+
+    return torch.exp(x)
+
+
+def torch_bmm(a, b):
+    import torch
+
+    return torch.bmm(a, b)
+
+
+def torch_stack(xs, dim):
+    import torch
+
+    return torch.stack(xs, dim=dim)
+
+
+def scan_step_ms(steps: int, rounds: int) -> list[tuple[str, float, float]]:
+    """(mode, ms per training step, ms per 2,048-row scoring batch) of the default network."""
+    import statistics
+
+    import torch
+
+    from swifthydra.nn import mamba
+    from swifthydra.nn.mamba import MambaConfig, MambaScorer
+
+    torch.set_num_threads(1)
+    cfg = dict(d_model=32, n_layers=2, d_state=4, expand=2, bidirectional=True)
+    x, y = torch.randn(256, 16), (torch.rand(256) < 0.5).float()
+    x_score = torch.randn(2048, 16)
+    saved = dict(mamba._SCANS)
+    former = {"recurrent": _FormerRecurrentScan.build(), "sequential": _FormerRecurrentScan.sequential}
+    configs = [("auto (recurrent to train, sequential to score)", "auto", {}),
+               ("auto, former (b, l, d_in, n) layout", "auto", former),
+               ("sequential (the oracle) for both", "sequential", {})]
+    best = {label: [float("inf"), float("inf")] for label, _, _ in configs}
+    for _ in range(rounds):  # configurations interleaved, so drifts of a shared machine hit all alike
+        for label, mode, scans in configs:
+            mamba._SCANS.update(scans)
+            try:
+                torch.manual_seed(0)
+                net = MambaScorer(16, "patch", MambaConfig(**cfg, scan_mode=mode), tokenizer_kwargs={"max_tokens": 8})
+                opt = torch.optim.AdamW(net.parameters(), 1e-3)
+                train, score = [], []
+                for _ in range(steps + 5):
+                    t = time.perf_counter()
+                    opt.zero_grad()
+                    torch.nn.functional.binary_cross_entropy_with_logits(net(x), y).backward()
+                    opt.step()
+                    train.append(time.perf_counter() - t)
+                with torch.no_grad():
+                    for _ in range(steps // 4 + 2):
+                        t = time.perf_counter()
+                        net(x_score)
+                        score.append(time.perf_counter() - t)
+            finally:
+                mamba._SCANS.update(saved)
+            best[label][0] = min(best[label][0], 1000 * statistics.median(train[5:]))
+            best[label][1] = min(best[label][1], 1000 * statistics.median(score[2:]))
+    rows = [(label, *best[label]) for label, _, _ in configs]
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--only-scan", action="store_true", help="only the per-step timings of item 3")
     args = p.parse_args()
+
+    for label, train_ms, score_ms in scan_step_ms(args.steps, args.repeat):
+        print(f"MambaScorer, 1 thread, scan {label}: {train_ms:.1f} ms per training step (256 rows), "
+              f"{score_ms:.1f} ms per scoring batch (2,048 rows)")
+    if args.only_scan:
+        return
 
     import torch
 

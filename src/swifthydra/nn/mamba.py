@@ -28,12 +28,15 @@ discretise the continuous system ``h' = A h + B u`` (``A`` diagonal, negative) a
 - ``"recurrent"``: the same loop as ``"sequential"`` with in-place state updates and a hand-written
   backward pass (the adjoint recurrence ``g_t = C_t dy_t + exp(Δ_{t+1} A) g_{t+1}`` run backwards,
   then every parameter gradient in a few vectorised products), so autograd records a single node
-  instead of a dozen per token.
+  instead of a dozen per token. Its state history is laid out ``(B, L, N, D_in)``, so each
+  contraction over the small state axis is a sum of ``N`` contiguous slices, not a batched matrix
+  product with an inner size of ``N``.
 
 Which one is fastest depends on the hardware (the CPU measurements: docs/design.md §3.3): on CPU
 the doubling scan does ``O(L log L)`` work on tensors too big for the cache and loses to the loops;
 ``"recurrent"`` trains faster than autograd through ``"sequential"``; for scoring,
-``"sequential"`` is fastest and needs no ``(B, L, D_in, N)`` buffer. On a GPU (not measured here)
+``"sequential"`` is fastest (its state stays in cache) and needs no ``(B, L, N, D_in)`` buffer
+(``benchmarks/epoch_time.py``). On a GPU (not measured here)
 the doubling scan's ``log L`` wide launches are expected to beat ``L`` narrow ones, and the fused
 ``selective_scan_fn`` kernel of ``mamba-ssm`` to beat both; it is used when it imports (see
 :func:`_use_cuda_kernel`). ``mode="auto"`` encodes these choices (:func:`_auto_mode`).
@@ -95,16 +98,16 @@ def _scan_step(u, delta, A, B, C, D):
 
 
 def _scan_sequential(u, delta, A, B, C, D):
-    """Reference: the recurrence one token at a time."""
+    """Reference: the recurrence one token at a time (state laid out ``(b, n, d_in)``)."""
     b, length, d_in = u.shape
-    n = A.shape[1]
-    h = u.new_zeros(b, d_in, n)  # (b, d_in, n)
+    At = A.t()  # (n, d_in)
+    h = u.new_zeros(b, At.shape[0], d_in)  # (b, n, d_in)
     ys = []
     for t in range(length):
-        dt = delta[:, t].unsqueeze(-1)  # (b, d_in, 1)
-        decay = torch.exp(dt * A)  # (b, d_in, n)
-        h = decay * h + dt * B[:, t].unsqueeze(1) * u[:, t].unsqueeze(-1)  # (b, d_in, n)
-        ys.append(torch.bmm(h, C[:, t].unsqueeze(-1)).squeeze(-1))  # (b, d_in)
+        dt = delta[:, t].unsqueeze(1)  # (b, 1, d_in)
+        decay = torch.exp(dt * At)  # (b, n, d_in)
+        h = decay * h + (dt * u[:, t].unsqueeze(1)) * B[:, t].unsqueeze(-1)  # (b, n, d_in)
+        ys.append((h * C[:, t].unsqueeze(-1)).sum(1))  # C_t · h_t   (b, d_in)
     y = torch.stack(ys, dim=1)  # (b, l, d_in)
     if D is not None:
         y = y + u * D
@@ -112,34 +115,43 @@ def _scan_sequential(u, delta, A, B, C, D):
 
 
 class _RecurrentScan(torch.autograd.Function):
-    """The recurrence with in-place state updates and the adjoint recurrence as backward."""
+    """The recurrence with in-place state updates and the adjoint recurrence as backward.
+
+    The state history is held as ``(b, l, n, d_in)``: the state axis ``n`` (4 by default) is not
+    the innermost one, so every contraction over it is a sum of ``n`` contiguous slices instead of
+    a batched matrix product with an inner size of 4 (which measured 4x slower per call on CPU).
+    """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D):
-        a = torch.exp(delta.unsqueeze(-1) * A)  # (b, l, d_in, n)    decays
-        H = (delta * u).unsqueeze(-1) * B.unsqueeze(2)  # (b, l, d_in, n)    inputs, become states
+        At = A.t()  # (n, d_in)
+        a = delta.unsqueeze(2) * At  # (b, l, n, d_in)    Δ_t A
+        a.exp_()  # decays exp(Δ_t A)
+        du = delta * u  # (b, l, d_in)
+        H = du.unsqueeze(2) * B.unsqueeze(-1)  # (b, l, n, d_in)    inputs Δ_t B_t u_t, become states
         for t in range(1, u.shape[1]):
             H[:, t].addcmul_(a[:, t], H[:, t - 1])  # h_t = a_t ⊙ h_{t-1} + Δ_t B_t u_t
-        y = torch.matmul(H, C.unsqueeze(-1)).squeeze(-1)  # (b, l, d_in)
+        y = (H * C.unsqueeze(-1)).sum(2)  # (b, l, d_in)    C_t · h_t
         if D is not None:
-            y = y + u * D
+            y.addcmul_(u, D)
         ctx.save_for_backward(u, delta, A, B, C, D, a, H)
         return y
 
     @staticmethod
     def backward(ctx, dy):  # dy: (b, l, d_in)
         u, delta, A, B, C, D, a, H = ctx.saved_tensors
-        # g_t = dL/dh_t = dy_t ⊗ C_t + a_{t+1} ⊙ g_{t+1}
-        G = dy.unsqueeze(-1) * C.unsqueeze(2)  # (b, l, d_in, n)
+        # g_t = dL/dh_t = C_t ⊗ dy_t + a_{t+1} ⊙ g_{t+1}
+        G = dy.unsqueeze(2) * C.unsqueeze(-1)  # (b, l, n, d_in)
         for t in range(u.shape[1] - 2, -1, -1):
             G[:, t].addcmul_(a[:, t + 1], G[:, t + 1])
-        dC = torch.matmul(dy.unsqueeze(-2), H).squeeze(-2)  # (b, l, 1, d_in) @ (b, l, d_in, n)
-        dlog_a = G[:, 1:] * H[:, :-1] * a[:, 1:]  # dL/d(Δ_t A) for t >= 1   (b, l-1, d_in, n)
-        GB = torch.matmul(G, B.unsqueeze(-1)).squeeze(-1)  # Σ_n g_t B_t   (b, l, d_in)
+        dC = (H * dy.unsqueeze(2)).sum(-1)  # Σ_d dy_t h_t   (b, l, n)
+        dlog_a = G[:, 1:] * H[:, :-1]  # dL/d(Δ_t A) for t >= 1   (b, l-1, n, d_in)
+        dlog_a *= a[:, 1:]
+        GB = (G * B.unsqueeze(-1)).sum(2)  # Σ_n g_t B_t   (b, l, d_in)
         ddelta = GB * u
-        ddelta[:, 1:] += torch.einsum("bldn,dn->bld", dlog_a, A)
-        dA = torch.einsum("bldn,bld->dn", dlog_a, delta[:, 1:])  # (d_in, n)
-        dB = torch.matmul((delta * u).unsqueeze(-2), G).squeeze(-2)  # (b, l, n)
+        ddelta[:, 1:] += (dlog_a * A.t()).sum(2)
+        dA = (dlog_a * delta[:, 1:].unsqueeze(2)).sum((0, 1)).t()  # (d_in, n)
+        dB = (G * (delta * u).unsqueeze(2)).sum(-1)  # (b, l, n)
         du = GB * delta
         dD = None
         if D is not None:
@@ -259,9 +271,8 @@ def selective_scan(
     if mode == "step" and length != 1:
         raise InvalidInputError(f"scan mode 'step' needs a length-1 sequence, got length {length}.")
     if mode == "auto":
-        tensors = (u, delta, A, B, C) if D is None else (u, delta, A, B, C, D)
-        needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in tensors)
-        mode = _auto_mode(u, needs_grad)
+        grad = torch.is_grad_enabled() and any(x.requires_grad for x in (u, delta, A, B, C, D) if x is not None)
+        mode = _auto_mode(u, grad)
     return _SCANS[mode](u, delta, A, B, C, D)
 
 
