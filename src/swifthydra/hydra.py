@@ -121,20 +121,6 @@ class _Rows:
         return self.X_tr[self.y_tr == 0]
 
 
-@dataclass
-class _Loop:
-    """What the episodes carry from one to the next."""
-
-    reward: Any
-    proposer: Any
-    top_l: int
-    bounds: tuple[np.ndarray, np.ndarray]
-    generated: np.ndarray  # every kept generated row so far, in the networks' space
-    best_auc: float
-    best_state: tuple | None = None  # (detector state, generated rows) of the best episode so far
-    stall: int = 0
-
-
 class SwiftHydra(OutlierMixin, BaseEstimator):
     """Swift Hydra anomaly detector: self-reinforcing generation of hard anomalies, Mamba models.
 
@@ -540,19 +526,14 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return Xs[idx], y[idx]
 
     def _hold_out(self, Xs: np.ndarray, y: np.ndarray, seed: int) -> _Rows:
-        """Hold out rows to choose the best episode: only with enough known anomalies to rank
-        episodes (``min_validation_anomalies``) and episodes to choose from."""
-        rng = np.random.RandomState(seed)
-        train_idx, val_idx = np.arange(len(y)), np.empty(0, dtype=np.int64)
-        if (
-            y.sum() >= self.min_validation_anomalies
-            and self.validation_fraction > 0
-            and self.episodes > 0
-            and self.generator != "none"
-        ):
-            from swifthydra.detectors import stratified_split
+        """Hold out rows to choose the best episode (the one rule,
+        :func:`~swifthydra.generators._episodes.hold_out`)."""
+        from swifthydra.generators._episodes import hold_out
 
-            train_idx, val_idx = stratified_split(y, float(self.validation_fraction), rng)
+        train_idx, val_idx = hold_out(
+            y, fraction=float(self.validation_fraction), min_anomalies=int(self.min_validation_anomalies),
+            enabled=self.episodes > 0 and self.generator != "none", seed=seed,
+        )
         return _Rows(Xs[train_idx], y[train_idx], Xs[val_idx], y[val_idx])
 
     def _episode_zero(self, data: _Rows, seed: int, total: int, cb) -> None:
@@ -630,108 +611,93 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         return torch.as_tensor(p, dtype=torch.float32, device=x.device)
 
     def _self_reinforce(self, data: _Rows, seed: int, total: int, cb) -> np.ndarray:
-        """Episodes 1..E; returns the generated rows of the episode that is kept (§8.4)."""
+        """Episodes 1..E (the loop of :mod:`swifthydra.generators._episodes`); returns the
+        generated rows of the episode that is kept (§8.4)."""
         from swifthydra.generators._core import LatentProposer, default_top_l, make_reward
+        from swifthydra.generators._episodes import Episodes
 
-        loop = _Loop(
+        what = {"rl": "training the PPO agent", "cvae": "sampling the C-VAE"}.get(self.generator, "mixing anomalies")
+        loop = Episodes(
             reward=make_reward(data.anchors, data.normals, self._detector_probability,
                                lam=self.lam, gamma=self.gamma, seed=seed, deception_mode=self.deception),
             proposer=LatentProposer(self.generator, num_envs=int(self.num_envs), horizon=int(self.horizon),
                                     ppo_iterations=int(self.ppo_iterations)),
-            top_l=self.top_l if self.top_l is not None else default_top_l(len(data.anchors)),
+            anchors=data.anchors, normals=data.normals,
             bounds=(data.X_tr.min(axis=0), data.X_tr.max(axis=0)),
-            generated=np.empty((0, data.X_tr.shape[1]), dtype=np.float32),
-            best_auc=self.history_[0]["val_auc"],
+            top_l=self.top_l if self.top_l is not None else default_top_l(len(data.anchors)),
+            seed=seed, patience=int(self.patience), cvae=self.cvae_, callbacks=cb,
+            reward_update=self._reward_update, stage=lambda e: _stage(f"episode {e} ({what})"),
+            best_score=self.history_[0]["val_auc"],
         )
         # state_dict() returns copies: the kept state does not follow later fine-tuning
-        loop.best_state = (self.detector_.state_dict(), loop.generated)
-        for e in range(1, self.episodes + 1):
-            cb.on_episode_begin(e, total)
-            row = self._episode(e, data, loop, seed, cb)
-            self.history_.append(row)
-            cb.on_episode_end(e, total, row)
-            if self._should_stop(e, row["val_auc"], loop):
-                break
-        state, generated = loop.best_state
+        loop.best = (self.detector_.state_dict(), loop.generated)
+        loop.run(
+            self.episodes,
+            after_keep=lambda e, generated: self._finetune(e, data, generated, cb),
+            evaluate=lambda: self._val_auc(data),
+            snapshot=lambda: (self.detector_.state_dict(), loop.generated),
+            record=lambda episode: self._episode_row(episode, data, loop),
+            total=total,
+        )
+        self.history_.extend(loop.rows)
+        self.best_episode_ = loop.best_episode
+        self.policy_ = loop.proposer.policy
+        state, generated = loop.best
         self.detector_.load_state_dict(state)
         self.detector_.set_threshold(self._combined(data.X_tr, data.y_tr, generated)[0])
         return generated
 
-    def _episode(self, e: int, data: _Rows, loop: _Loop, seed: int, cb) -> dict[str, Any]:
-        """One episode of the loop; returns its ``history_`` row."""
-        from swifthydra.generators._core import select
+    def _reward_update(self, e: int) -> dict[str, Any]:
+        """What the reward learns at the start of episode ``e`` besides the anomaly set: the
+        current detector (and, with ``deception="boundary"``, its threshold logit) (§7)."""
+        extra: dict[str, Any] = {"detector": self._detector_probability}
+        if self.deception == "boundary":  # the bump sits on the detector's threshold logit
+            extra["boundary_center"] = float(self.detector_.threshold_)
+            extra["boundary_width"] = max(float(np.std(self.detector_.decision_scores_)), 1e-3)
+        return extra
+
+    def _finetune(self, e: int, data: _Rows, generated: np.ndarray, cb) -> None:
+        """W and G fine-tuned on the real rows and every kept generated row (§8.3), side by side
+        with two threads."""
+        if self.finetune_epochs <= 0:
+            return
+        X_comb, y_comb, w_comb = self._combined(data.X_tr, data.y_tr, generated)
+
+        def finetune_detector():
+            with _stage(f"episode {e} (fine-tuning the large detector)"):
+                self.detector_.partial_fit(
+                    X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs), callbacks=cb
+                )
+
+        with _alongside(finetune_detector, self._side_by_side()) as finetuned:
+            if self.cvae_ is not None:  # "mixup" and "nngmix" have no C-VAE
+                with _stage(f"episode {e} (fine-tuning the C-VAE)"):
+                    self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs), callbacks=cb)
+            finetuned()
+
+    def _episode_row(self, episode, data: _Rows, loop) -> dict[str, Any]:
+        """The ``history_`` row of one episode (§8.5)."""
         from swifthydra.rl.reward import kl_entropy
 
-        t0 = time.perf_counter()
-        # 1. the reward follows the anomaly set so far and the current detector (§7)
-        anomaly_set = np.vstack([data.anchors, loop.generated])
-        boundary = {}
-        if self.deception == "boundary":  # the bump sits on the detector's threshold logit
-            boundary = {"boundary_center": float(self.detector_.threshold_),
-                        "boundary_width": max(float(np.std(self.detector_.decision_scores_)), 1e-3)}
-        loop.reward.update(
-            anomalies=torch.from_numpy(anomaly_set), detector=self._detector_probability, episode=e, **boundary
-        )
-        # 2. candidates: agent rollouts, C-VAE samples or mixes (§6.4)
-        what = {"rl": "training the PPO agent", "cvae": "sampling the C-VAE"}.get(self.generator, "mixing anomalies")
-        with _stage(f"episode {e} ({what})"):
-            cand, ppo_stats = loop.proposer.propose(
-                cvae=self.cvae_, anchors=data.anchors, reward=loop.reward, bounds=loop.bounds, episode=e,
-                seed=seed, unlabeled=data.normals, callbacks=cb,
-            )
-        self.policy_ = loop.proposer.policy
-        # 3. the top_l accepted candidates, spread apart (§8.1)
-        kept, keep, terms = select(loop.reward, cand, loop.top_l)
-        # 4. they join the training data as anomalies, their total weight capped (§8.2)
-        loop.generated = np.vstack([loop.generated, kept])
-        X_comb, y_comb, w_comb = self._combined(data.X_tr, data.y_tr, loop.generated)
-        # 5. W and G are fine-tuned on the combined data (§8.3), side by side with two threads
-        if self.finetune_epochs > 0:
-            def finetune_detector():
-                with _stage(f"episode {e} (fine-tuning the large detector)"):
-                    self.detector_.partial_fit(
-                        X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs), callbacks=cb
-                    )
-
-            with _alongside(finetune_detector, self._side_by_side()) as finetuned:
-                if self.cvae_ is not None:  # "mixup" and "nngmix" have no C-VAE
-                    with _stage(f"episode {e} (fine-tuning the C-VAE)"):
-                        self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs), callbacks=cb)
-                finetuned()
-        # 6. the record (§8.5)
-        sel = keep.detach().cpu()
         return {
-            "episode": e,
+            "episode": episode.index,
             "pseudo_labels": self.used_pseudo_labels_,
-            "candidates": int(cand.shape[0]),
-            "accepted": int(terms["accepted"].sum()),
-            "kept": int(len(kept)),
-            "generated_total": int(len(loop.generated)),
+            "candidates": int(episode.candidates.shape[0]),
+            "accepted": int(episode.terms["accepted"].sum()),
+            "kept": int(len(episode.kept)),
+            "generated_total": int(len(episode.generated)),
             "weights_diversity": loop.reward.weights[0],
             "weights_deception": loop.reward.weights[1],
-            "reward_mean_kept": _mean(terms["reward"][sel]),
-            "entropy_gain_mean_kept": _mean(terms["entropy_gain"][sel]),
-            "deception_mean_kept": _mean(terms["deception"][sel]),
-            "w_mean_kept": _mean(terms["w"][sel]),
-            "anomaly_set_entropy": _safe(kl_entropy, np.vstack([data.anchors, loop.generated])),
+            "reward_mean_kept": episode.kept_mean("reward"),
+            "entropy_gain_mean_kept": episode.kept_mean("entropy_gain"),
+            "deception_mean_kept": episode.kept_mean("deception"),
+            "w_mean_kept": episode.kept_mean("w"),
+            "anomaly_set_entropy": _safe(kl_entropy, np.vstack([data.anchors, episode.generated])),
             "detector_loss": _last(self.detector_.history_, "train_loss"),
-            "val_auc": self._val_auc(data),
-            "seconds": time.perf_counter() - t0,
-            **ppo_stats,
+            "val_auc": episode.score,
+            "seconds": episode.seconds,
+            **episode.stats,
         }
-
-    def _should_stop(self, e: int, val_auc: float, loop: _Loop) -> bool:
-        """Keep the best episode by validation AUC; stop after ``patience`` episodes without a
-        better one. Without held-out rows every episode runs and the last is kept (§8.4)."""
-        if math.isnan(val_auc):
-            loop.best_state, self.best_episode_ = (self.detector_.state_dict(), loop.generated), e
-            return False
-        if math.isnan(loop.best_auc) or val_auc > loop.best_auc + 1e-4:
-            loop.best_auc, self.best_episode_, loop.stall = val_auc, e, 0
-            loop.best_state = (self.detector_.state_dict(), loop.generated)
-            return False
-        loop.stall += 1
-        return loop.stall >= self.patience
 
     # ------------------------------------------------------------------------------ scoring
     def _check_fitted(self) -> None:
@@ -1021,11 +987,6 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------------- small helpers
-def _mean(t: torch.Tensor) -> float:
-    t = t[torch.isfinite(t)]
-    return float(t.mean()) if t.numel() else float("nan")
-
-
 def _last(history: list[dict], key: str) -> float:
     for row in reversed(history or []):
         if key in row and row[key] is not None:

@@ -38,9 +38,9 @@ from swifthydra.generators._core import (
     make_reward,
     mixup_candidates,
     nngmix_candidates,
-    select,
     takes_sample_weight,
 )
+from swifthydra.generators._episodes import Episode, Episodes
 
 __all__ = [
     "BaseGenerator",
@@ -425,34 +425,27 @@ class _LatentGenerator(BaseGenerator):
             latent_dim=int(self.latent_dim), epochs=int(self.cvae_epochs), random_state=seed, device=self.device
         ).fit(Xs, y)
         anchors, normals = Xs[y == 1], Xs[y == 0]
-        bounds = (Xs.min(axis=0), Xs.max(axis=0))
-        top_l = self.top_l if self.top_l is not None else default_top_l(len(anchors))
-        reward = make_reward(anchors, normals, detector, lam=self.lam, gamma=self.gamma, seed=seed)
-        proposer = LatentProposer(
-            self.name, num_envs=int(self.num_envs), horizon=int(self.horizon),
-            ppo_iterations=int(getattr(self, "ppo_iterations", 1)),
-        )
-        generated = np.empty((0, X.shape[1]), dtype=np.float32)
-        self.history_ = []
-        for e in range(1, int(self.episodes) + 1):
-            reward.update(anomalies=torch.from_numpy(np.vstack([anchors, generated])), episode=e)
-            cand, stats = proposer.propose(
-                cvae=self.cvae_, anchors=anchors, reward=reward, bounds=bounds, episode=e, seed=seed,
-                unlabeled=normals,
-            )
-            kept, keep, terms = select(reward, cand, top_l)
-            generated = np.vstack([generated, kept])
-            sel = keep.detach().cpu()
-            w_kept = terms["w"][sel]
-            self.history_.append({
-                "episode": e, "candidates": int(cand.shape[0]), "accepted": int(terms["accepted"].sum()),
-                "kept": int(len(kept)),
-                "reward_mean_kept": float(terms["reward"][sel].mean()) if len(kept) else float("nan"),
-                "w_mean_kept": float(w_kept.mean()) if len(kept) else float("nan"),
-                **stats,
-            })
-        self.policy_ = proposer.policy
-        return unscale(generated)
+
+        def record(episode: Episode) -> dict:
+            return {
+                "episode": episode.index, "candidates": int(episode.candidates.shape[0]),
+                "accepted": int(episode.terms["accepted"].sum()), "kept": int(len(episode.kept)),
+                "reward_mean_kept": episode.kept_mean("reward"), "w_mean_kept": episode.kept_mean("w"),
+                **episode.stats,
+            }
+
+        # the shared loop (swifthydra.generators._episodes) with nothing after each keep and no
+        # validation: every episode runs and every kept row is returned
+        loop = Episodes(
+            reward=make_reward(anchors, normals, detector, lam=self.lam, gamma=self.gamma, seed=seed),
+            proposer=LatentProposer(self.name, num_envs=int(self.num_envs), horizon=int(self.horizon),
+                                    ppo_iterations=int(getattr(self, "ppo_iterations", 1))),
+            anchors=anchors, normals=normals, bounds=(Xs.min(axis=0), Xs.max(axis=0)),
+            top_l=self.top_l if self.top_l is not None else default_top_l(len(anchors)), seed=seed, cvae=self.cvae_,
+        ).run(int(self.episodes), record=record)
+        self.history_ = loop.rows
+        self.policy_ = loop.proposer.policy
+        return unscale(loop.generated)
 
 
 class CVAEGenerator(_LatentGenerator):

@@ -31,9 +31,9 @@ from swifthydra.generators._core import (
     default_top_l,
     generated_weight,
     make_reward,
-    select,
     takes_sample_weight,
 )
+from swifthydra.generators._episodes import Episode, Episodes, hold_out
 from swifthydra.generators._samplers import anomaly_probability, default_estimator
 
 __all__ = ["SelfReinforcingClassifier"]
@@ -267,18 +267,10 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
         return est, generated, w
 
     def _fit(self, X: np.ndarray, y: np.ndarray, seed: int) -> None:
-        from swifthydra.detectors import stratified_split
-        from swifthydra.generative import CVAE
-
-        rng = np.random.RandomState(seed)
-        train_idx, val_idx = np.arange(len(y)), np.empty(0, dtype=np.int64)
-        if (
-            y.sum() >= self.min_validation_anomalies
-            and self.validation_fraction > 0
-            and self.episodes > 0
-            and self.generator != "none"
-        ):
-            train_idx, val_idx = stratified_split(y, float(self.validation_fraction), rng)
+        train_idx, val_idx = hold_out(
+            y, fraction=float(self.validation_fraction), min_anomalies=int(self.min_validation_anomalies),
+            enabled=self.episodes > 0 and self.generator != "none", seed=seed,
+        )
         X_tr, y_tr, X_val, y_val = X[train_idx], y[train_idx], X[val_idx], y[val_idx]
 
         def val_auc(est) -> float:
@@ -288,77 +280,67 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
 
         est, _, w = self._fit_estimator(X_tr, y_tr, np.empty((0, X.shape[1])), seed)
         self.history_ = [{"episode": 0, "candidates": 0, "kept": 0, "generated_total": 0, "val_auc": val_auc(est)}]
-        best = (self.history_[0]["val_auc"], est, np.empty((0, X.shape[1])), w)
+        best = (est, np.empty((0, X.shape[1])), w)
         self.best_episode_ = 0
         self.cvae_ = None
         self.policy_ = None
         if self.generator != "none" and self.episodes > 0:
-            best = self._episodes(X_tr, y_tr, val_auc, best, seed, CVAE)
-        _, est, generated, w = best
+            best = self._episodes(X_tr, y_tr, val_auc, best, seed)
+        est, generated, w = best
         if self.refit and len(val_idx):  # the kept episode's classifier, again on every real row
             est, generated, w = self._fit_estimator(X, y, generated, seed)
         self.estimator_ = est
         self.generated_ = generated
         self.sample_weight_ = w
 
-    def _episodes(self, X_tr, y_tr, val_auc, best, seed, CVAE):
+    def _episodes(self, X_tr, y_tr, val_auc, best, seed):
+        """Episodes 1..E through the shared loop (:mod:`swifthydra.generators._episodes`): after
+        each, a fresh classifier is fitted on the real rows plus every kept generated row."""
+        from swifthydra.generative import CVAE
+
         space = FeatureScaler.fit(X_tr, self.feature_transform, seed)
         Xs = space.transform(X_tr)
         anchors, normals = Xs[y_tr == 1], Xs[y_tr == 0]
-        bounds = (Xs.min(axis=0), Xs.max(axis=0))
         if self.generator in ("rl", "cvae"):
             self.cvae_ = CVAE(
                 latent_dim=int(self.latent_dim), epochs=int(self.cvae_epochs), random_state=seed, device=self.device
             ).fit(Xs, y_tr)
-        current = {"est": best[1]}
+        current = {"fit": best}  # (classifier, generated rows it saw, row weights) of the last episode
 
         def detector(x: torch.Tensor) -> torch.Tensor:
             rows = space.inverse_transform(x.detach().to("cpu", torch.float32).numpy())
-            p = anomaly_probability(current["est"], rows)
+            p = anomaly_probability(current["fit"][0], rows)
             return torch.as_tensor(p, dtype=torch.float32, device=x.device)
 
-        top_l = self.top_l if self.top_l is not None else default_top_l(len(anchors))
-        reward = make_reward(anchors, normals, detector, lam=self.lam, gamma=self.gamma, seed=seed)
-        proposer = LatentProposer(
-            self.generator, num_envs=int(self.num_envs), horizon=int(self.horizon),
-            ppo_iterations=int(self.ppo_iterations),
-        )
-        generated = np.empty((0, X_tr.shape[1]), dtype=np.float32)
-        best_auc, stall = best[0], 0
-        for e in range(1, int(self.episodes) + 1):
-            reward.update(anomalies=torch.from_numpy(np.vstack([anchors, generated])), episode=e)
-            cand, stats = proposer.propose(
-                cvae=self.cvae_, anchors=anchors, reward=reward, bounds=bounds, episode=e, seed=seed,
-                unlabeled=normals,
-            )
-            self.policy_ = proposer.policy
-            kept, keep, terms = select(reward, cand, top_l)
-            generated = np.vstack([generated, kept])
-            est, gen_used, w = self._fit_estimator(X_tr, y_tr, space.inverse_transform(generated), seed + e)
-            current["est"] = est
+        def after_keep(e: int, generated: np.ndarray) -> None:
+            current["fit"] = self._fit_estimator(X_tr, y_tr, space.inverse_transform(generated), seed + e)
             if self.cvae_ is not None and self.finetune_epochs > 0:
                 X_comb = np.vstack([Xs, generated]).astype(np.float32)
                 y_comb = np.concatenate([y_tr, np.ones(len(generated), dtype=np.int64)])
                 self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs))
-            auc = val_auc(est)
-            sel = keep.detach().cpu()
-            self.history_.append({
-                "episode": e, "candidates": int(cand.shape[0]), "accepted": int(terms["accepted"].sum()),
-                "kept": int(len(kept)), "generated_total": int(len(generated)),
-                "reward_mean_kept": float(terms["reward"][sel].mean()) if len(kept) else float("nan"),
-                "w_mean_kept": float(terms["w"][sel].mean()) if len(kept) else float("nan"),
-                "val_auc": auc, **stats,
-            })
-            if not math.isnan(auc):
-                if math.isnan(best_auc) or auc > best_auc + 1e-4:
-                    best_auc, best, self.best_episode_, stall = auc, (auc, est, gen_used, w), e, 0
-                else:
-                    stall += 1
-                    if stall >= self.patience:
-                        break
-            else:
-                best, self.best_episode_ = (auc, est, gen_used, w), e
-        return best
+
+        def record(episode: Episode) -> dict:
+            return {
+                "episode": episode.index, "candidates": int(episode.candidates.shape[0]),
+                "accepted": int(episode.terms["accepted"].sum()), "kept": int(len(episode.kept)),
+                "generated_total": int(len(episode.generated)), "reward_mean_kept": episode.kept_mean("reward"),
+                "w_mean_kept": episode.kept_mean("w"), "val_auc": episode.score, **episode.stats,
+            }
+
+        loop = Episodes(
+            reward=make_reward(anchors, normals, detector, lam=self.lam, gamma=self.gamma, seed=seed),
+            proposer=LatentProposer(self.generator, num_envs=int(self.num_envs), horizon=int(self.horizon),
+                                    ppo_iterations=int(self.ppo_iterations)),
+            anchors=anchors, normals=normals, bounds=(Xs.min(axis=0), Xs.max(axis=0)),
+            top_l=self.top_l if self.top_l is not None else default_top_l(len(anchors)),
+            seed=seed, patience=int(self.patience), cvae=self.cvae_, best=best, best_score=self.history_[0]["val_auc"],
+        )
+        loop.run(self.episodes, after_keep=after_keep, evaluate=lambda: val_auc(current["fit"][0]),
+                 snapshot=lambda: current["fit"], record=record)
+        self.history_.extend(loop.rows)
+        self.best_episode_ = loop.best_episode
+        self.policy_ = loop.proposer.policy
+        return loop.best
 
     # ----------------------------------------------------------------------------- predict
     def predict_proba(self, X: Any) -> np.ndarray:
