@@ -373,6 +373,20 @@ def test_loop_around_a_classifier(generator):
     assert (model.cvae_ is None) == (generator == "nngmix") and (model.policy_ is None) == (generator != "rl")
 
 
+def test_loop_deception_modes_as_swifthydra():
+    """The wrapper takes SwiftHydra's deception options; the boundary mode rewards candidates near
+    the classifier's own boundary, so it keeps other rows than the log mode."""
+    from swifthydra import SwiftHydra
+    from swifthydra.generators import SelfReinforcingClassifier
+
+    assert SelfReinforcingClassifier().finetune_epochs == SwiftHydra().finetune_epochs
+    X, y = _data(6, n=200, d=4, n_anom=20, n_labeled=8)
+    fits = {mode: SelfReinforcingClassifier(LogisticRegression(max_iter=500), generator="rl", deception=mode,
+                                            random_state=0, **LOOP).fit(X, y) for mode in ("log", "boundary")}
+    assert all(len(m.generated_) > 0 for m in fits.values())
+    assert not np.array_equal(fits["log"].generated_, fits["boundary"].generated_)
+
+
 def test_loop_keeps_the_best_validated_episode_and_refits():
     from swifthydra.generators import SelfReinforcingClassifier
 
@@ -429,6 +443,8 @@ def test_loop_bad_input():
         SelfReinforcingClassifier(generator="gan").fit(X, y)
     with pytest.raises(InvalidInputError, match="estimator="):
         SelfReinforcingClassifier(estimator=object()).fit(X, y)
+    with pytest.raises(InvalidInputError, match="deception='bump'"):
+        SelfReinforcingClassifier(deception="bump").fit(X, y)
     bad = X.copy()
     bad[0, 0] = np.inf
     with pytest.raises(InvalidInputError):

@@ -111,8 +111,12 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
     lam, gamma : float, default=1.0, 0.9
     generated_weight : float, default=1.0
         Total weight of the generated rows relative to the known anomalies (each at most 1).
-    latent_dim, cvae_epochs, finetune_epochs : int, default=16, 60, 3
+    latent_dim, cvae_epochs, finetune_epochs : int, default=16, 60, 1
+        ``finetune_epochs`` (the C-VAE's epochs after each episode) as SwiftHydra's (3 before).
     num_envs, horizon, ppo_iterations : int, default=64, 6, 8
+    deception : {"log", "boundary"}, default="log"
+        The deception term, as SwiftHydra's: ``"log"`` rewards candidates the current classifier
+        calls normal; ``"boundary"`` rewards those near its decision boundary (P(anomaly) = 0.5).
     feature_transform : {"auto", "yeo-johnson", "standard"}, default="auto"
     validation_fraction : float, default=0.2
     min_validation_anomalies : int, default=25
@@ -146,10 +150,11 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
         generated_weight: float = 1.0,
         latent_dim: int = 16,
         cvae_epochs: int = 60,
-        finetune_epochs: int = 3,
+        finetune_epochs: int = 1,
         num_envs: int = 64,
         horizon: int = 6,
         ppo_iterations: int = 8,
+        deception: str = "log",
         feature_transform: str = "auto",
         validation_fraction: float = 0.2,
         min_validation_anomalies: int = 25,
@@ -172,6 +177,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
         self.num_envs = num_envs
         self.horizon = horizon
         self.ppo_iterations = ppo_iterations
+        self.deception = deception
         self.feature_transform = feature_transform
         self.validation_fraction = validation_fraction
         self.min_validation_anomalies = min_validation_anomalies
@@ -206,6 +212,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
             "patience": is_int(self.patience, 1),
             "n_jobs": is_int(self.n_jobs, 1) or self.n_jobs == -1,
             "feature_transform": self.feature_transform in ("auto", "yeo-johnson", "standard"),
+            "deception": self.deception in ("log", "boundary"),
             "estimator": self.estimator is None
             or (hasattr(self.estimator, "fit")
                 and (hasattr(self.estimator, "predict_proba") or hasattr(self.estimator, "decision_function"))),
@@ -328,7 +335,8 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
             }
 
         loop = Episodes(
-            reward=make_reward(anchors, normals, detector, lam=self.lam, gamma=self.gamma, seed=seed),
+            reward=make_reward(anchors, normals, detector, lam=self.lam, gamma=self.gamma, seed=seed,
+                               deception_mode=self.deception),
             proposer=LatentProposer(self.generator, num_envs=int(self.num_envs), horizon=int(self.horizon),
                                     ppo_iterations=int(self.ppo_iterations)),
             anchors=anchors, normals=normals, bounds=(Xs.min(axis=0), Xs.max(axis=0)),
