@@ -29,11 +29,13 @@ def _fit(n_experts: int, top_k: int, n_features: int, seed: int = 0):
     y[:20] = 1
     X[:20] += 6.0
     params = dict(
-        episodes=1, ppo_iterations=2, num_envs=16, horizon=3, latent_dim=4, cvae_epochs=5, finetune_epochs=1,
+        episodes=1,
+        generation_params={"ppo_iterations": 2, "num_envs": 16, "horizon": 3, "latent_dim": 4, "cvae_epochs": 5,
+                           "finetune_epochs": 1},
         detector_params={"max_epochs": 5, "d_model": 8, "n_layers": 1, "tokenizer": "row", "batch_size": 256},
-        mome_params={"max_epochs": 5, "top_k": top_k},
+        mome_params={"max_epochs": 5, "top_k": top_k, "n_experts": n_experts},
     )
-    return SwiftHydra(random_state=seed, n_experts=n_experts, **params).fit(X, y)
+    return SwiftHydra(random_state=seed, **params).fit(X, y)
 
 
 def main() -> None:

@@ -13,18 +13,13 @@ from swifthydra.explain import attribute, top_contributions
 
 TINY = dict(
     episodes=1,
-    ppo_iterations=2,
-    num_envs=16,
-    horizon=3,
-    latent_dim=4,
-    cvae_epochs=5,
-    finetune_epochs=1,
+    generation_params={"ppo_iterations": 2, "num_envs": 16, "horizon": 3, "latent_dim": 4, "cvae_epochs": 5,
+                       "finetune_epochs": 1},
     # min_epochs: these tests check attributions of a model that has learned the planted feature,
     # not early stopping (which may otherwise keep a barely trained first epoch)
     detector_params={"max_epochs": 15, "min_epochs": 5, "d_model": 8, "n_layers": 1, "tokenizer": "feature",
                      "batch_size": 128},
-    mome_params={"max_epochs": 15, "d_model": 8},
-    n_experts=2,
+    mome_params={"max_epochs": 15, "d_model": 8, "n_experts": 2},
 )
 PLANTED = 2  # the one feature that makes the anomalies anomalous
 

@@ -206,7 +206,7 @@ def test_mome_fit_and_score_random_data(data, seed):
         (11, dict(), True, 1),
         (12, dict(generator="cvae", inference="large"), False, 1),
         (13, dict(generator="none"), True, 2),
-        (14, dict(n_experts=None, mome_params={"max_epochs": 3, "min_epochs": 1, "d_model": 4}), False, 1),
+        (14, dict(mome_params={"max_epochs": 3, "min_epochs": 1, "d_model": 4, "n_experts": "auto"}), False, 1),
     ],
     ids=["rl+mome, no labels", "cvae+large", "none, two threads", "auto experts, upcycled"],
 )

@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from _presets import MICRO
+from _presets import MICRO, merged
 from swifthydra import SwiftHydra
 from swifthydra.exceptions import InvalidInputError
 from swifthydra.generators import GENERATORS, make_generator
@@ -300,7 +300,8 @@ def test_swifthydra_with_mixing_generators(generator, tmp_path):
 # swifthydra.generators (commit c140a5b): the refactor must not change a single score. A deliberate
 # change of the reward, the agent or the detector changes them; recompute them then, on purpose.
 # prior_weight=0: these pin the generators and the loop; the density prior is pinned in test_pinned.py
-_PIN = dict(latent_dim=4, cvae_epochs=10, num_envs=8, horizon=3, ppo_iterations=2, prior_weight=0)
+_PIN = dict(generation_params=dict(latent_dim=4, cvae_epochs=10, num_envs=8, horizon=3, ppo_iterations=2),
+            prior_weight=0)
 PINNED = {
     ("synth", "rl"): ([0.007607460021972656, 0.3347819447517395, -0.10177713632583618, -0.4455130398273468], -0.770444328263402, 9, 2),
     ("synth", "cvae"): ([0.23141762614250183, 0.4761213958263397, 0.13176575303077698, -0.1578609198331833], -0.5648839358985424, 6, 2),
@@ -321,11 +322,11 @@ def test_swifthydra_scores_pinned(data, generator):
         X[:16] += 4.0
         y = np.zeros(200, dtype=np.int64)
         y[:8] = 1
-        extra = dict(_PIN, episodes=2, min_validation_anomalies=4)  # the held-out best-episode path
+        extra = merged(_PIN, dict(episodes=2, generation_params={"min_validation_anomalies": 4}))  # held-out path
     else:
         X, y = load_builtin("wdbc")
         extra = dict(_PIN)
-    model = SwiftHydra(**{**MICRO, **extra}, generator=generator, random_state=0).fit(X, y)
+    model = SwiftHydra(**merged(MICRO, extra), generator=generator, random_state=0).fit(X, y)
     head, mean, n_generated, best = PINNED[(data, generator)]
     s = model.decision_function(X)
     np.testing.assert_allclose(s[:4], head, rtol=0, atol=1e-5)
@@ -379,7 +380,7 @@ def test_loop_deception_modes_as_swifthydra():
     from swifthydra import SwiftHydra
     from swifthydra.generators import SelfReinforcingClassifier
 
-    assert SelfReinforcingClassifier().finetune_epochs == SwiftHydra().finetune_epochs
+    assert SelfReinforcingClassifier().finetune_epochs == SwiftHydra()._generation()["finetune_epochs"]
     X, y = _data(6, n=200, d=4, n_anom=20, n_labeled=8)
     fits = {mode: SelfReinforcingClassifier(LogisticRegression(max_iter=500), generator="rl", deception=mode,
                                             random_state=0, **LOOP).fit(X, y) for mode in ("log", "boundary")}

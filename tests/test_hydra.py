@@ -7,20 +7,16 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
+from _presets import merged
 from swifthydra import SwiftHydra
 from swifthydra.exceptions import InvalidInputError, ModelFileError, NotFittedError
 
 TINY = dict(
     episodes=2,
-    ppo_iterations=2,
-    num_envs=16,
-    horizon=3,
-    latent_dim=4,
-    cvae_epochs=5,
-    finetune_epochs=1,
+    generation_params={"ppo_iterations": 2, "num_envs": 16, "horizon": 3, "latent_dim": 4, "cvae_epochs": 5,
+                       "finetune_epochs": 1},
     detector_params={"max_epochs": 15, "d_model": 8, "n_layers": 1, "tokenizer": "feature", "batch_size": 128},
-    mome_params={"max_epochs": 15, "d_model": 8},
-    n_experts=2,
+    mome_params={"max_epochs": 15, "d_model": 8, "n_experts": 2},
 )
 
 
@@ -183,7 +179,8 @@ def test_the_best_episode_is_the_detector_that_is_kept(monkeypatch):
         MoME, "fit", lambda self, X, y, **kw: teachers.append((X, kw["teacher_scores"])) or mome_fit(self, X, y, **kw)
     )
     X, y, _ = _data()
-    model = SwiftHydra(random_state=0, **{**TINY, "episodes": 3, "patience": 2, "min_validation_anomalies": 4}).fit(X, y)
+    params = merged(TINY, {"episodes": 3, "generation_params": {"patience": 2, "min_validation_anomalies": 4}})
+    model = SwiftHydra(random_state=0, **params).fit(X, y)
     assert model.best_episode_ == 1 and len(snapshots) == 3  # episode 3 ran, patience ran out
     kept = model.detector_.model_.state_dict()
     for k, v in snapshots[0].items():
@@ -204,17 +201,17 @@ def test_few_known_anomalies_run_every_episode_on_all_rows(monkeypatch):
     fit = MambaDetector.fit
     monkeypatch.setattr(MambaDetector, "fit", lambda self, X, y, **kw: seen.append((len(X), int(y.sum()), kw)) or fit(self, X, y, **kw))
     X, y, _ = _data()  # 8 known anomalies
-    model = SwiftHydra(random_state=0, **{**TINY, "episodes": 3, "min_validation_anomalies": 9}).fit(X, y)
+    model = SwiftHydra(random_state=0, **merged(TINY, {"episodes": 3, "generation_params": {"min_validation_anomalies": 9}})).fit(X, y)
     assert seen[0][:2] == (len(X), 8) and seen[0][2].get("eval_set") is None
     assert [h["episode"] for h in model.history_] == [0, 1, 2, 3] and model.best_episode_ == 3
     assert all(np.isnan(h["val_auc"]) for h in model.history_)
-    held = SwiftHydra(random_state=0, **{**TINY, "episodes": 1, "min_validation_anomalies": 8}).fit(X, y)
+    held = SwiftHydra(random_state=0, **merged(TINY, {"episodes": 1, "generation_params": {"min_validation_anomalies": 8}})).fit(X, y)
     assert not np.isnan(held.history_[0]["val_auc"])
     assert seen[-1][2]["eval_set"] is not None and seen[-1][1] < 8
 
 
 def test_boundary_deception_centres_the_reward_on_the_detectors_threshold(monkeypatch):
-    from _presets import MICRO
+    from _presets import MICRO, merged
     from swifthydra.rl import HydraReward
 
     seen = []
@@ -226,14 +223,14 @@ def test_boundary_deception_centres_the_reward_on_the_detectors_threshold(monkey
 
     monkeypatch.setattr(HydraReward, "update", spy)
     X, y, _ = _data()
-    model = SwiftHydra(**MICRO, deception="boundary", random_state=0).fit(X, y)
+    model = SwiftHydra(**merged(MICRO, {"generation_params": {"deception": "boundary"}}), random_state=0).fit(X, y)
     assert seen and all(mode == "boundary" and np.isfinite(center) and width > 0 for mode, center, width in seen)
     assert len(model.history_) > 1
     seen.clear()
     SwiftHydra(**MICRO, random_state=0).fit(X, y)
     assert seen and all(mode == "log" and center is None for mode, center, _ in seen)
     with pytest.raises(InvalidInputError, match="deception"):
-        SwiftHydra(deception="gan").fit(X, y)
+        SwiftHydra(generation_params={"deception": "gan"}).fit(X, y)
 
 
 def test_two_threads_train_the_detector_beside_the_cvae_with_the_same_scores():
@@ -300,3 +297,67 @@ def test_max_samples_trains_on_a_sample_with_every_known_anomaly(monkeypatch):
     np.testing.assert_array_equal(a.decision_function(X), b.decision_function(X))
     with pytest.raises(InvalidInputError, match="max_samples"):
         SwiftHydra(**MICRO, max_samples=1).fit(X, y)
+
+
+# ------------------------------------------------------------------ the estimator's surface
+def test_fifteen_parameters_and_generation_settings_in_one_dict():
+    from swifthydra.hydra import GENERATION_DEFAULTS
+
+    params = SwiftHydra().get_params()
+    assert len(params) <= 15
+    assert not set(GENERATION_DEFAULTS) & set(params) and "n_experts" not in params
+    model = SwiftHydra(generation_params={"gamma": 0.5, "top_l": 8})
+    assert model._generation() == {**GENERATION_DEFAULTS, "gamma": 0.5, "top_l": 8}
+    assert clone(model).generation_params == {"gamma": 0.5, "top_l": 8}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"generation_params": {"gama": 0.5}}, r"generation_params has unknown keys \['gama'\]: it takes top_l, gamma"),
+        ({"generation_params": {"gamma": 1.5}}, r"'gamma' key of generation_params must be a float in the range"),
+        ({"generation_params": {"num_envs": True}}, r"'num_envs' key of generation_params must be an int, not a bool"),
+        ({"generation_params": {"deception": "gan"}}, r"'deception' key of generation_params must be a str among"),
+        ({"mome_params": {"random_state": 3}}, r"mome_params sets \['random_state'\], which SwiftHydra sets itself"),
+        ({"detector_params": {"contamination": 0.2}}, r"detector_params sets \['contamination'\]"),
+        ({"episodes": True}, r"'episodes' parameter of SwiftHydra must be an int, not a bool"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(kwargs, match):
+    X, y, _ = _data()
+    with pytest.raises(InvalidInputError, match=match):
+        SwiftHydra(**kwargs).fit(X, y)
+
+
+def test_a_moved_parameter_names_its_new_place():
+    with pytest.raises(InvalidInputError, match=r"pass generation_params=\{'cvae_epochs': 20\} and "
+                                                 r"mome_params=\{'n_experts': 3\} instead"):
+        SwiftHydra(cvae_epochs=20, n_experts=3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        SwiftHydra(colour="red")
+
+
+def test_model_files_with_the_former_flat_parameters_load_and_score_the_same(tmp_path):
+    """Model files written before version 0.2 hold the generation settings and n_experts as
+    top-level params: they load, with the same settings in their new places, and score the same."""
+    import json
+
+    from swifthydra.hydra import legacy_params
+
+    X, y, _ = _data()
+    model = SwiftHydra(random_state=0, **TINY).fit(X, y)
+    path = model.save(tmp_path / "m")
+    config = json.loads((path / "config.json").read_text())
+    params = config["config"]["params"]
+    flat = {k: v for k, v in params.items() if k != "generation_params"}
+    flat.update(params["generation_params"])  # as version 0.5 wrote them
+    flat["mome_params"] = {k: v for k, v in params["mome_params"].items() if k != "n_experts"}
+    flat["n_experts"] = params["mome_params"]["n_experts"]
+    config["config"]["params"] = flat
+    (path / "config.json").write_text(json.dumps(config))
+    loaded = SwiftHydra.load(path)
+    assert loaded.get_params()["generation_params"] == TINY["generation_params"]
+    assert loaded.get_params()["mome_params"]["n_experts"] == 2
+    assert loaded.generation_["cvae_epochs"] == 5
+    np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
+    assert legacy_params(model.get_params()) == model.get_params()  # today's pass unchanged

@@ -22,12 +22,8 @@ from swifthydra.onnx_export import OUTPUTS, check_export, export_onnx, onnx_inpu
 
 TINY = dict(
     episodes=1,
-    ppo_iterations=2,
-    num_envs=16,
-    horizon=3,
-    latent_dim=4,
-    cvae_epochs=5,
-    finetune_epochs=1,
+    generation_params={"ppo_iterations": 2, "num_envs": 16, "horizon": 3, "latent_dim": 4, "cvae_epochs": 5,
+                       "finetune_epochs": 1},
     detector_params={"max_epochs": 10, "d_model": 8, "n_layers": 1, "tokenizer": "feature", "batch_size": 128},
     mome_params={"max_epochs": 10, "d_model": 8},
 )
@@ -54,7 +50,7 @@ def _frame(seed=0, n=300):
 def table_model():
     df, y = _frame()
     pre = TablePreprocessor().fit(df)
-    params = {**TINY, "mome_params": {**TINY["mome_params"], "top_k": 2}, "n_experts": 3}
+    params = {**TINY, "mome_params": {**TINY["mome_params"], "top_k": 2, "n_experts": 3}}
     model = SwiftHydra(random_state=0, **params).fit(pre.transform(df), y)
     return model, pre
 
@@ -154,7 +150,7 @@ def test_routed_graph_runs_each_expert_on_its_rows_only(top_k, tmp_path):
     for batches where most experts get no row (1 row) and where every expert gets rows."""
     df, y = _frame(seed=4, n=240)
     pre = TablePreprocessor().fit(df)
-    params = {**TINY, "mome_params": {**TINY["mome_params"], "top_k": top_k}, "n_experts": 4}
+    params = {**TINY, "mome_params": {**TINY["mome_params"], "top_k": top_k, "n_experts": 4}}
     model = SwiftHydra(random_state=2, **params).fit(pre.transform(df), y)
     assert model.mome_.n_experts_ == 4
     path = export_onnx(model, tmp_path / "routed.onnx")

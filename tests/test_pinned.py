@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _presets import merged
 from swifthydra import SwiftHydra
 from swifthydra.datasets import adbench_split, load_adbench, load_builtin
 from swifthydra.presets import QUICK_PARAMS
@@ -76,7 +77,8 @@ PINNED_CBFDB83 = {
     "39_vertebral": ([-1.0948294401168823, -2.5608363151550293, -0.02539844438433647, -2.1278343200683594],
                      -0.9791578958680233, 2, 12),
 }
-OLD_SCHEDULE = {"finetune_epochs": 3, "mome_params": {"max_epochs": 15, "patience": 10}, **NO_PRIOR}
+OLD_SCHEDULE = {"generation_params": {"finetune_epochs": 3}, "mome_params": {"max_epochs": 15, "patience": 10},
+                **NO_PRIOR}
 
 
 DEMO_ATOL = 0.25
@@ -124,6 +126,6 @@ def test_without_the_prior_shared_datasets_score_as_before_it(shared_dir, datase
 @pytest.mark.shared
 @pytest.mark.parametrize("dataset", ["14_glass", "39_vertebral"])
 def test_the_old_schedule_still_scores_as_at_cbfdb83(shared_dir, dataset):
-    params = {**QUICK_PARAMS["swifthydra"], **OLD_SCHEDULE}
+    params = merged(QUICK_PARAMS["swifthydra"], OLD_SCHEDULE)
     _check(dataset, *load_adbench(dataset, data_dir=shared_dir), params, PINNED_CBFDB83)
 

@@ -69,10 +69,11 @@ def _training_data(seed=0, n=400):
 def test_python_api_scores_2m_rows_with_flat_memory():
     X, y = _training_data()
     model = SwiftHydra(
-        episodes=1, ppo_iterations=1, num_envs=4, horizon=2, latent_dim=2, cvae_epochs=2,
-        finetune_epochs=1, n_experts=4, random_state=0,
+        episodes=1, random_state=0,
+        generation_params={"ppo_iterations": 1, "num_envs": 4, "horizon": 2, "latent_dim": 2, "cvae_epochs": 2,
+                           "finetune_epochs": 1},
         detector_params={"max_epochs": 2, "min_epochs": 1, "d_model": 4, "n_layers": 1},
-        mome_params={"max_epochs": 2, "min_epochs": 1},  # MoME of the default size scores
+        mome_params={"max_epochs": 2, "min_epochs": 1, "n_experts": 4},  # MoME of the default size scores
     ).fit(X, y)
     rng = np.random.default_rng(1)
     rss, fds, flagged, t0 = [], [], 0, time.perf_counter()

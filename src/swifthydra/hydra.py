@@ -63,6 +63,41 @@ MOME_DEFAULTS = {"max_epochs": 20, "patience": 5}
 # levels off instead of running every epoch: half the fit time of such fits, level in accuracy on
 # the panel (docs/benchmarks.md §10.6)
 DETECTOR_DEFAULTS = {"loss_tol": 0.01}
+#: The generation loop's settings (``generation_params`` overrides any of them; docs/design.md §6-§8).
+GENERATION_DEFAULTS: dict = {
+    "top_l": None,  # generated anomalies kept per episode; None = clip(4 * known anomalies, 16, 128)
+    "gamma": 0.9,  # reward decay: diversity weight lam * gamma^e, deception weight 1 - gamma^e
+    "lam": 1.0,  # scale of the diversity (entropy-gain) term
+    "generated_weight": 1.0,  # total weight of the generated rows relative to the known anomalies
+    "deception": "log",  # -log W (the paper's), or "boundary": a bump on the detector's threshold
+    "ppo_iterations": 8,  # PPO iterations per episode
+    "num_envs": 64,  # parallel start points of the agent
+    "horizon": 6,  # steps of each latent trajectory
+    "latent_dim": 16,  # latent size of the C-VAE
+    "cvae_epochs": 60,  # C-VAE epochs in episode 0
+    "finetune_epochs": 1,  # epochs of fine-tuning W and G per episode
+    "validation_fraction": 0.2,  # rows held out to choose the best episode (with enough labels)
+    "min_validation_anomalies": 25,  # known anomalies needed for that hold-out
+    "patience": 2,  # episodes without a better validation AUC before the loop stops
+}
+_GENERATION_CONSTRAINTS: dict = {
+    "top_l": [Interval(Integral, 1, None, closed="left"), None],
+    "gamma": [Interval(Real, 0, 1, closed="neither")],
+    "lam": [Interval(Real, 0, None, closed="left")],
+    "generated_weight": [Interval(Real, 0, None, closed="left")],
+    "deception": [StrOptions({"log", "boundary"})],
+    "ppo_iterations": [Interval(Integral, 1, None, closed="left")],
+    "num_envs": [Interval(Integral, 1, None, closed="left")],
+    "horizon": [Interval(Integral, 1, None, closed="left")],
+    "latent_dim": [Interval(Integral, 1, None, closed="left")],
+    "cvae_epochs": [Interval(Integral, 1, None, closed="left")],
+    "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "min_validation_anomalies": [Interval(Integral, 2, None, closed="left")],
+    "patience": [Interval(Integral, 1, None, closed="left")],
+}
+# keys SwiftHydra sets itself inside detector_params / mome_params (a value there would be ignored)
+_OWN_KEYS = ("random_state", "device", "contamination")
 # prior_weight="auto": AUTO_PRIOR_WEIGHT * max(AUTO_PRIOR_FLOOR, 2 AUC - 1), the AUC being how well
 # the density prior alone separates the known anomalies from the unlabeled rows (docs/design.md §10.1)
 AUTO_PRIOR_WEIGHT = 2.0
@@ -121,7 +156,21 @@ class _Rows:
         return self.X_tr[self.y_tr == 0]
 
 
-class SwiftHydra(OutlierMixin, BaseEstimator):
+class _NamesMovedParameters:
+    """Construction with a parameter of before version 0.2 (a flat generation setting or
+    ``n_experts``) raises one error naming its new place instead of Python's bare TypeError.
+
+    It is ``__new__`` on a base class, so ``SwiftHydra.__init__`` keeps the explicit signature
+    scikit-learn reads (``get_params``, ``clone``) and takes no ``**kwargs``."""
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        moved = {k: v for k, v in kwargs.items() if k in GENERATION_DEFAULTS or k == "n_experts"}
+        if moved:
+            raise InvalidInputError(_moved_message(moved))
+        return super().__new__(cls)
+
+
+class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
     """Swift Hydra anomaly detector: self-reinforcing generation of hard anomalies, Mamba models.
 
     Follows PyOD's detector contract: ``fit(X, y=None)``, ``decision_function`` (higher = more
@@ -132,46 +181,6 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
     ----------
     episodes : int, default=4
         Generation episodes after episode 0 (``E``).
-    top_l : int or None, default=None
-        Generated anomalies kept per episode; ``None`` = ``clip(4 * n_known_anomalies, 16, 128)``.
-    gamma : float, default=0.9
-        Reward decay ``γ``: diversity weight ``λ γ^e``, deception weight ``1 − γ^e``.
-    lam : float, default=1.0
-        Scale ``λ`` of the diversity (entropy-gain) term.
-    generated_weight : float, default=1.0
-        Total training weight of all generated anomalies relative to the real known anomalies
-        (each generated row weighs at most as much as a real one).
-    ppo_iterations : int, default=8
-        PPO iterations per episode.
-    num_envs : int, default=64
-        Parallel start points of the agent.
-    horizon : int, default=6
-        Steps of each latent trajectory.
-    feature_transform : {"auto", "yeo-johnson", "standard"}, default="auto"
-        Input preparation after standardisation: ``"auto"`` applies a Yeo-Johnson power transform
-        to heavily skewed columns (``|skewness| > 2``, more than two distinct values), which
-        neural detectors need and trees do not; ``"yeo-johnson"`` to every non-binary column;
-        ``"standard"`` only standardises. See :mod:`swifthydra._power` and docs/design.md §2.2.
-    latent_dim : int, default=16
-        Latent size of the C-VAE.
-    cvae_epochs : int, default=60
-        C-VAE epochs in episode 0.
-    finetune_epochs : int, default=1
-        Epochs of fine-tuning the detector and the C-VAE per episode (one measured as good as
-        three, in a third of the time: docs/benchmarks.md §10).
-    detector_params : dict or None
-        Extra parameters of the large :class:`~swifthydra.detectors.MambaDetector`. Inside
-        SwiftHydra it defaults to ``loss_tol=0.01`` (:data:`DETECTOR_DEFAULTS`: with one known
-        anomaly, no validation set, training stops once the loss levels off; ``{"loss_tol":
-        None}`` runs every epoch as before: docs/benchmarks.md §10.6).
-    mome_params : dict or None
-        Extra parameters of the :class:`~swifthydra.detectors.MoME`. Inside SwiftHydra the
-        distillation defaults to ``max_epochs=20, patience=5`` (:data:`MOME_DEFAULTS`; its
-        validation AUC levels off within them: docs/benchmarks.md §10).
-    n_experts : int or None, default=None
-        Experts of the MoME; ``None`` = data-driven (:func:`~swifthydra.nn.moe.choose_num_experts`).
-    inference : {"mome", "large"}, default="mome"
-        Which model scores: the mixture of experts or the large detector.
     generator : {"rl", "cvae", "nngmix", "mixup", "none"}, default="rl"
         How the candidate anomalies of each episode are proposed: the PPO agent's rollouts in the
         C-VAE's latent space, plain C-VAE samples, NNG-Mix or mixup of the known anomalies with
@@ -179,11 +188,34 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         goes through the same reward-based selection (:mod:`swifthydra.generators`, whose
         samplers run the same steps around any detector). ``"none"`` generates nothing. All but
         ``"rl"`` are ablations.
-    deception : {"log", "boundary"}, default="log"
-        The deception term of the reward: ``-log W`` (the paper's), or a bump on the current
-        detector's logit centred at its threshold, as wide as the spread of its training scores
-        (``"boundary"``: candidates near the decision boundary; opt-in, measured in
-        docs/benchmarks.md).
+    generation_params : dict or None
+        The generation loop's settings, over :data:`GENERATION_DEFAULTS` (every key, its default
+        and what it controls is listed there): ``top_l`` (kept per episode), ``gamma`` and
+        ``lam`` (the reward's schedule and diversity scale), ``generated_weight``, ``deception``
+        (``"log"``, the paper's ``-log W``, or ``"boundary"``), the agent's ``ppo_iterations``,
+        ``num_envs`` and ``horizon``, the C-VAE's ``latent_dim`` and ``cvae_epochs``,
+        ``finetune_epochs`` (W and G per episode), and the choice of the best episode:
+        ``validation_fraction`` of the rows held out when there are at least
+        ``min_validation_anomalies`` known anomalies, ``patience`` episodes without a better
+        validation AUC before the loop stops (docs/design.md §6-§8.4). Unknown keys are an error.
+    feature_transform : {"auto", "yeo-johnson", "standard"}, default="auto"
+        Input preparation after standardisation: ``"auto"`` applies a Yeo-Johnson power transform
+        to heavily skewed columns (``|skewness| > 2``, more than two distinct values), which
+        neural detectors need and trees do not; ``"yeo-johnson"`` to every non-binary column;
+        ``"standard"`` only standardises. See :mod:`swifthydra._power` and docs/design.md §2.2.
+    detector_params : dict or None
+        Extra parameters of the large :class:`~swifthydra.detectors.MambaDetector`, over
+        :data:`DETECTOR_DEFAULTS` (e.g. ``loss_tol=0.01``: with one known anomaly, no validation
+        set, training stops once the loss levels off; ``{"loss_tol": None}`` runs every epoch:
+        docs/benchmarks.md §10.6).
+    mome_params : dict or None
+        Extra parameters of the :class:`~swifthydra.detectors.MoME`, over :data:`MOME_DEFAULTS`;
+        e.g. ``n_experts`` (default ``"auto"``: data-driven,
+        :func:`~swifthydra.nn.moe.choose_num_experts`).
+        ``random_state``, ``device`` and ``contamination`` are SwiftHydra's own and refused in
+        both dicts.
+    inference : {"mome", "large"}, default="mome"
+        Which model scores: the mixture of experts or the large detector.
     distill : bool, default=True
         Distil the MoME from the large detector's scores.
     prior_weight : float or "auto", default="auto"
@@ -196,15 +228,6 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         rows (``prior_auc_``): where the known anomalies are not far from the normal rows the
         prior keeps a small weight (0.2), for the kinds that are. ``0`` scores with the network
         alone (docs/design.md §10.1).
-    validation_fraction : float, default=0.2
-        Share of the training rows held out to pick the best episode and stop the large
-        detector's training early, used when there are at least ``min_validation_anomalies``
-        known anomalies. With fewer, every episode runs on all rows and the last one is kept.
-    min_validation_anomalies : int, default=25
-        Known anomalies needed for the held-out selection. A held-out set of a handful of
-        anomalies ranks episodes by noise (the measurement: docs/design.md §8.4).
-    patience : int, default=2
-        Episodes without a better validation AUC before the loop stops.
     max_samples : int or None, default=100000
         At most this many rows train the networks: every known anomaly (at most half of them
         when there are more) and a seeded random sample of the other rows. The features'
@@ -226,6 +249,14 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
     verbose : int, default=0
         0 silent, 1 progress bar, 2 one line per episode.
 
+    Fifteen parameters in all: the loop's length and kind (``episodes``, ``generator``), four
+    groups as dicts (``generation_params``, ``detector_params``, ``mome_params``, and the
+    preparation ``feature_transform``), the scoring model (``inference``, ``distill``,
+    ``prior_weight``), and the run (``max_samples``, ``contamination``, ``device``,
+    ``random_state``, ``n_jobs``, ``verbose``). Before version 0.2 the generation settings were
+    top-level parameters; passing one there is an error naming its new place, and model files
+    saved then load unchanged.
+
     Attributes
     ----------
     detector_ : MambaDetector
@@ -238,6 +269,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         Which standardised columns were power-transformed (``columns``) and the constants.
     generated_ : ndarray of shape (n_generated, n_features)
         Generated anomalies kept for training, in the input's units.
+    generation_ : dict
+        The generation settings in force (:data:`GENERATION_DEFAULTS` with ``generation_params``).
     history_ : list of dict
         Per episode: reward terms, anomaly-set entropy, candidates generated and kept, detector
         loss, validation AUC, seconds. ``history_[0]["pseudo_labels"]`` tells whether
@@ -263,28 +296,14 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {  # noqa: RUF012 - scikit-learn's declarative validation
         "episodes": [Interval(Integral, 0, None, closed="left")],
-        "top_l": [Interval(Integral, 1, None, closed="left"), None],
-        "gamma": [Interval(Real, 0, 1, closed="neither")],
-        "lam": [Interval(Real, 0, None, closed="left")],
-        "generated_weight": [Interval(Real, 0, None, closed="left")],
-        "ppo_iterations": [Interval(Integral, 1, None, closed="left")],
-        "num_envs": [Interval(Integral, 1, None, closed="left")],
-        "horizon": [Interval(Integral, 1, None, closed="left")],
-        "latent_dim": [Interval(Integral, 1, None, closed="left")],
+        "generator": [StrOptions(set(_GENERATORS))],
+        "generation_params": [dict, None],
         "feature_transform": [StrOptions(set(_TRANSFORMS))],
-        "cvae_epochs": [Interval(Integral, 1, None, closed="left")],
-        "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
         "detector_params": [dict, None],
         "mome_params": [dict, None],
-        "n_experts": [Interval(Integral, 1, None, closed="left"), None],
         "inference": [StrOptions(set(_INFERENCE))],
-        "generator": [StrOptions(set(_GENERATORS))],
-        "deception": [StrOptions({"log", "boundary"})],
         "distill": ["boolean"],
         "prior_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "min_validation_anomalies": [Interval(Integral, 2, None, closed="left")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
         "max_samples": [Interval(Integral, 2, None, closed="left"), None],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "device": [str, None],
@@ -296,28 +315,14 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
     def __init__(
         self,
         episodes: int = 4,
-        top_l: int | None = None,
-        gamma: float = 0.9,
-        lam: float = 1.0,
-        generated_weight: float = 1.0,
-        ppo_iterations: int = 8,
-        num_envs: int = 64,
-        horizon: int = 6,
-        latent_dim: int = 16,
+        generator: str = "rl",
+        generation_params: dict | None = None,
         feature_transform: str = "auto",
-        cvae_epochs: int = 60,
-        finetune_epochs: int = 1,
         detector_params: dict | None = None,
         mome_params: dict | None = None,
-        n_experts: int | None = None,
         inference: str = "mome",
-        generator: str = "rl",
-        deception: str = "log",
         distill: bool = True,
         prior_weight: float | str = "auto",
-        validation_fraction: float = 0.2,
-        min_validation_anomalies: int = 25,
-        patience: int = 2,
         max_samples: int | None = 100_000,
         contamination: float = 0.1,
         device: str = "auto",
@@ -326,28 +331,14 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         verbose: int = 0,
     ) -> None:
         self.episodes = episodes
-        self.top_l = top_l
-        self.gamma = gamma
-        self.lam = lam
-        self.generated_weight = generated_weight
-        self.ppo_iterations = ppo_iterations
-        self.num_envs = num_envs
-        self.horizon = horizon
-        self.latent_dim = latent_dim
+        self.generator = generator
+        self.generation_params = generation_params
         self.feature_transform = feature_transform
-        self.cvae_epochs = cvae_epochs
-        self.finetune_epochs = finetune_epochs
         self.detector_params = detector_params
         self.mome_params = mome_params
-        self.n_experts = n_experts
         self.inference = inference
-        self.generator = generator
-        self.deception = deception
         self.distill = distill
         self.prior_weight = prior_weight
-        self.validation_fraction = validation_fraction
-        self.min_validation_anomalies = min_validation_anomalies
-        self.patience = patience
         self.max_samples = max_samples
         self.contamination = contamination
         self.device = device
@@ -365,12 +356,36 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             super()._validate_params()
         except InvalidParameterError as exc:
             raise InvalidInputError(str(exc)) from None
-        ints = [k for k, c in self._parameter_constraints.items() if any(isinstance(x, Interval) and x.type is Integral for x in c)]
-        flagged = [k for k in ints if isinstance(getattr(self, k), bool)]
-        if flagged:
+        _no_bool_ints(self._parameter_constraints, self.get_params(deep=False), "The {!r} parameter of SwiftHydra")
+        self._generation()  # the generation_params dict: known keys, values in range
+        for name in ("detector_params", "mome_params"):
+            own = [k for k in _OWN_KEYS if k in (getattr(self, name) or {})]
+            if own:
+                raise InvalidInputError(
+                    f"{name} sets {own}, which SwiftHydra sets itself: pass {own[0]}= to SwiftHydra instead."
+                )
+
+    def _generation(self) -> dict[str, Any]:
+        """The generation settings in force: :data:`GENERATION_DEFAULTS` with
+        ``generation_params`` over them, checked against :data:`_GENERATION_CONSTRAINTS`."""
+        from sklearn.utils._param_validation import (
+            InvalidParameterError,
+            validate_parameter_constraints,
+        )
+
+        given = dict(self.generation_params or {})
+        unknown = sorted(str(k) for k in given if k not in GENERATION_DEFAULTS)
+        if unknown:
             raise InvalidInputError(
-                f"The {flagged[0]!r} parameter of SwiftHydra must be an int, not a bool (got {getattr(self, flagged[0])!r})."
+                f"generation_params has unknown keys {unknown}: it takes {', '.join(GENERATION_DEFAULTS)}."
             )
+        g = {**GENERATION_DEFAULTS, **given}
+        try:
+            validate_parameter_constraints(_GENERATION_CONSTRAINTS, g, caller_name="generation_params")
+        except InvalidParameterError as exc:
+            raise InvalidInputError(str(exc).replace("parameter of generation_params", "key of generation_params")) from None
+        _no_bool_ints(_GENERATION_CONSTRAINTS, g, "The {!r} key of generation_params")
+        return g
 
     # ------------------------------------------------------------------------------ helpers
     def _scale(self, X: np.ndarray) -> np.ndarray:
@@ -399,7 +414,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         params = {
             "contamination": self.contamination,
             "device": self.device,
-            "n_experts": "auto" if self.n_experts is None else int(self.n_experts),
+            "n_experts": "auto",
             **MOME_DEFAULTS,
         }
         params.update(self.mome_params or {})
@@ -447,6 +462,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         self._validate_params()
         check_params_keys("detector_params", self.detector_params, MambaDetector)
         check_params_keys("mome_params", self.mome_params, MoME)
+        self.generation_ = self._generation()
         names = frame_feature_names(X)  # a DataFrame's column names, when all are strings
         vars(self).pop("feature_names_in_", None)
         from swifthydra.callbacks import PrintLog, ProgressBar, as_callback_list
@@ -531,7 +547,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         from swifthydra.generators._episodes import hold_out
 
         train_idx, val_idx = hold_out(
-            y, fraction=float(self.validation_fraction), min_anomalies=int(self.min_validation_anomalies),
+            y, fraction=float(self.generation_["validation_fraction"]),
+            min_anomalies=int(self.generation_["min_validation_anomalies"]),
             enabled=self.episodes > 0 and self.generator != "none", seed=seed,
         )
         return _Rows(Xs[train_idx], y[train_idx], Xs[val_idx], y[val_idx])
@@ -549,7 +566,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             # built here, before the detector may start on another thread: building draws from
             # torch's global RNG, training the C-VAE only from its own generators
             self.cvae_ = CVAE(
-                latent_dim=self.latent_dim, epochs=self.cvae_epochs, random_state=seed, device=self.device
+                latent_dim=self.generation_["latent_dim"], epochs=self.generation_["cvae_epochs"], random_state=seed,
+                device=self.device,
             ).build(data.X_tr)
 
         def train_detector():
@@ -602,7 +620,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         y_comb = np.concatenate([y_tr, np.ones(len(generated), dtype=np.int64)])
         w = np.ones(len(y_comb))
         if len(generated):
-            w[len(y_tr):] = generated_weight(n_real, len(generated), float(self.generated_weight))
+            w[len(y_tr):] = generated_weight(n_real, len(generated), float(self.generation_["generated_weight"]))
         return X_comb, y_comb, w
 
     def _detector_probability(self, x: torch.Tensor) -> torch.Tensor:
@@ -617,15 +635,16 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         from swifthydra.generators._episodes import Episodes
 
         what = {"rl": "training the PPO agent", "cvae": "sampling the C-VAE"}.get(self.generator, "mixing anomalies")
+        g = self.generation_
         loop = Episodes(
             reward=make_reward(data.anchors, data.normals, self._detector_probability,
-                               lam=self.lam, gamma=self.gamma, seed=seed, deception_mode=self.deception),
-            proposer=LatentProposer(self.generator, num_envs=int(self.num_envs), horizon=int(self.horizon),
-                                    ppo_iterations=int(self.ppo_iterations)),
+                               lam=g["lam"], gamma=g["gamma"], seed=seed, deception_mode=g["deception"]),
+            proposer=LatentProposer(self.generator, num_envs=int(g["num_envs"]), horizon=int(g["horizon"]),
+                                    ppo_iterations=int(g["ppo_iterations"])),
             anchors=data.anchors, normals=data.normals,
             bounds=(data.X_tr.min(axis=0), data.X_tr.max(axis=0)),
-            top_l=self.top_l if self.top_l is not None else default_top_l(len(data.anchors)),
-            seed=seed, patience=int(self.patience), cvae=self.cvae_, callbacks=cb,
+            top_l=g["top_l"] if g["top_l"] is not None else default_top_l(len(data.anchors)),
+            seed=seed, patience=int(g["patience"]), cvae=self.cvae_, callbacks=cb,
             reward_update=self._reward_update, stage=lambda e: _stage(f"episode {e} ({what})"),
             best_score=self.history_[0]["val_auc"],
         )
@@ -651,7 +670,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
         """What the reward learns at the start of episode ``e`` besides the anomaly set: the
         current detector (and, with ``deception="boundary"``, its threshold logit) (§7)."""
         extra: dict[str, Any] = {"detector": self._detector_probability}
-        if self.deception == "boundary":  # the bump sits on the detector's threshold logit
+        if self.generation_["deception"] == "boundary":  # the bump sits on the detector's threshold logit
             extra["boundary_center"] = float(self.detector_.threshold_)
             extra["boundary_width"] = max(float(np.std(self.detector_.decision_scores_)), 1e-3)
         return extra
@@ -659,20 +678,21 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
     def _finetune(self, e: int, data: _Rows, generated: np.ndarray, cb) -> None:
         """W and G fine-tuned on the real rows and every kept generated row (§8.3), side by side
         with two threads."""
-        if self.finetune_epochs <= 0:
+        epochs = int(self.generation_["finetune_epochs"])
+        if epochs <= 0:
             return
         X_comb, y_comb, w_comb = self._combined(data.X_tr, data.y_tr, generated)
 
         def finetune_detector():
             with _stage(f"episode {e} (fine-tuning the large detector)"):
                 self.detector_.partial_fit(
-                    X_comb, y_comb, sample_weight=w_comb, epochs=int(self.finetune_epochs), callbacks=cb
+                    X_comb, y_comb, sample_weight=w_comb, epochs=epochs, callbacks=cb
                 )
 
         with _alongside(finetune_detector, self._side_by_side()) as finetuned:
             if self.cvae_ is not None:  # "mixup" and "nngmix" have no C-VAE
                 with _stage(f"episode {e} (fine-tuning the C-VAE)"):
-                    self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs), callbacks=cb)
+                    self.cvae_.partial_fit(X_comb, y_comb, epochs=epochs, callbacks=cb)
             finetuned()
 
     def _episode_row(self, episode, data: _Rows, loop) -> dict[str, Any]:
@@ -844,7 +864,8 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             return torch.zeros(x.shape[0], device=x.device)
 
         env = make_latent_env(
-            self.cvae_, self._anchors, no_reward, num_envs=int(self.num_envs), horizon=int(self.horizon), seed=seed
+            self.cvae_, self._anchors, no_reward, num_envs=int(self.generation_["num_envs"]),
+            horizon=int(self.generation_["horizon"]), seed=seed,
         )
         per_rollout = env.num_envs * env.horizon
         cand = generate_candidates(env, self.policy_, n_rollouts=math.ceil(n / per_rollout), seed=seed)["x"]
@@ -918,12 +939,13 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
             return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
         try:
-            params = dict(cfg["params"])
+            params = legacy_params(cfg["params"])  # flat generation settings before version 0.2
             params.setdefault("prior_weight", 0.0)  # written before the density prior existed
             if device is not None:
                 params["device"] = device
             est = cls(**params)
             est._validate_params()
+            est.generation_ = est._generation()
             est.n_features_in_ = int(cfg["n_features_in"])
             est.threshold_ = float(cfg["threshold"])
             est.used_pseudo_labels_ = bool(cfg["used_pseudo_labels"])
@@ -987,6 +1009,39 @@ class SwiftHydra(OutlierMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------------- small helpers
+def _no_bool_ints(constraints: dict, values: dict, what: str) -> None:
+    """Refuse True/False where an int is asked (scikit-learn's Interval(Integral) takes bools)."""
+    for k, c in constraints.items():
+        if any(isinstance(x, Interval) and x.type is Integral for x in c) and isinstance(values.get(k), bool):
+            raise InvalidInputError(f"{what.format(k)} must be an int, not a bool (got {values[k]!r}).")
+
+
+def _moved_message(moved: dict) -> str:
+    """The error for parameters given where they no longer live (before version 0.2)."""
+    where = []
+    gen = {k: v for k, v in moved.items() if k in GENERATION_DEFAULTS}
+    if gen:
+        where.append(f"generation_params={gen!r}")
+    if "n_experts" in moved:
+        where.append(f"mome_params={{'n_experts': {moved['n_experts']!r}}}")
+    return (f"{', '.join(sorted(moved))} moved out of SwiftHydra's top-level parameters: pass "
+            f"{' and '.join(where)} instead (SwiftHydra takes 15 parameters; the generation settings "
+            "are one dict).")
+
+
+def legacy_params(params: dict) -> dict:
+    """Parameters as saved before version 0.2 (flat generation settings, ``n_experts``) in
+    today's form; today's pass unchanged."""
+    params = dict(params)
+    gen = {k: params.pop(k) for k in list(params) if k in GENERATION_DEFAULTS}
+    n_experts = params.pop("n_experts", None)
+    if gen:
+        params["generation_params"] = {**gen, **(params.get("generation_params") or {})}
+    if n_experts is not None:
+        params["mome_params"] = {"n_experts": n_experts, **(params.get("mome_params") or {})}
+    return params
+
+
 def _last(history: list[dict], key: str) -> float:
     for row in reversed(history or []):
         if key in row and row[key] is not None:

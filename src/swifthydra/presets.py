@@ -7,8 +7,7 @@ from __future__ import annotations
 QUICK_PARAMS = {
     "swifthydra": {
         "episodes": 2,
-        "cvae_epochs": 20,
-        "ppo_iterations": 3,
+        "generation_params": {"cvae_epochs": 20, "ppo_iterations": 3},
         "detector_params": {"max_epochs": 15},
         "mome_params": {"max_epochs": 15},
     }

@@ -546,13 +546,14 @@ def _register_builtin() -> None:
                     description="Swift Hydra (this package); not in 'peers'")
     def _swifthydra(seed, n_jobs, **params):
         try:
-            from swifthydra.hydra import SwiftHydra
+            from swifthydra.hydra import SwiftHydra, legacy_params
         except ImportError as exc:
             raise MissingDependencyError(
                 f"the SwiftHydra estimator cannot be imported: {exc}"
             ) from None
         kwargs = {"n_jobs": n_jobs}
-        kwargs.update(params)
+        # --param swifthydra.cvae_epochs=30 (the flat names of before version 0.2) still works here
+        kwargs.update(legacy_params(params))
         return SwiftHydra(random_state=seed, **kwargs)
 
 
