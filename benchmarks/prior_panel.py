@@ -111,7 +111,7 @@ def run(args, out: Path) -> None:
                       **dict(zip(("roc", "pr"), _metrics(yte, full, mask), strict=True)),
                       **dict(zip(("net_roc", "net_pr"), _metrics(yte, net, mask), strict=True)),
                       **({} if m.prior_ is None else
-                         dict(zip(("prior_roc", "prior_pr"), _metrics(yte, m._prior_term(Xte), mask), strict=True)))})
+                         dict(zip(("prior_roc", "prior_pr"), _metrics(yte, m.prior_.term(m.scaler_.standardise(Xte)), mask), strict=True)))})
 
 
 def summarise(out: Path) -> None:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from swifthydra.cli import app
 from swifthydra.cli._table import PREPROCESSING_FILE, load_table_model
-from swifthydra.datasets.table import iter_table, table_columns
+from swifthydra.tabular.table import iter_table, table_columns
 
 runner = CliRunner()
 FAST = ["--quick", "--episodes", "1", "--seed", "0"]

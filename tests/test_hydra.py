@@ -361,3 +361,24 @@ def test_model_files_with_the_former_flat_parameters_load_and_score_the_same(tmp
     assert loaded.generation_["cvae_epochs"] == 5
     np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
     assert legacy_params(model.get_params()) == model.get_params()  # today's pass unchanged
+
+
+def test_rows_are_standardised_once_in_a_fit_and_once_in_a_score(monkeypatch):
+    """One pass of X (issue 25): the networks' input and the density prior's both start from one
+    standardisation; no raw copy is standardised again on the way."""
+    from swifthydra._features import FeatureScaler
+
+    calls = []
+    standardise = FeatureScaler.standardise
+
+    def counted(self, X):
+        calls.append(len(X))
+        return standardise(self, X)
+
+    monkeypatch.setattr(FeatureScaler, "standardise", counted)
+    X, y, _ = _data()
+    model = SwiftHydra(random_state=0, **TINY).fit(X, y)
+    assert model.prior_ is not None and calls == [len(X)]
+    calls.clear()
+    model.decision_function(X[:50])
+    assert calls == [50]

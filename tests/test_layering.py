@@ -3,7 +3,7 @@
 The library does not depend on its command line: no module outside ``swifthydra/cli/`` imports
 ``swifthydra.cli`` (at the top or inside a function), except the two deprecated shims that
 re-export the commands under their old names. What the command line and the library share lives
-in the library (:mod:`swifthydra.table_model`).
+in the library (:mod:`swifthydra.tabular.model`).
 """
 
 from __future__ import annotations
@@ -74,17 +74,17 @@ def _cli_importers() -> dict[str, list[str]]:
 def test_the_checker_sees_imports():
     """Not vacuous: the modules are found, and the shims' imports of the command line are seen."""
     modules = _modules()
-    assert {"swifthydra", "swifthydra.table_model", "swifthydra.cli._table", "swifthydra.distributed.ray"} <= set(modules)
+    assert {"swifthydra", "swifthydra.tabular.model", "swifthydra.cli._table", "swifthydra.distributed.ray"} <= set(modules)
     importers = _cli_importers()
     assert "swifthydra.cli_model" in importers and "swifthydra.cli._table" in importers["swifthydra.cli_model"]
-    assert "swifthydra.table_model" in _imports("swifthydra.cli._table", modules["swifthydra.cli._table"])
+    assert "swifthydra.tabular.model" in _imports("swifthydra.cli._table", modules["swifthydra.cli._table"])
 
 
 def test_no_library_module_imports_the_command_line():
     upward = {m: hits for m, hits in _cli_importers().items() if m not in ALLOWED}
     assert not upward, (
         "library modules import the command line (move what they need into the library, e.g. "
-        f"swifthydra.table_model): {upward}"
+        f"swifthydra.tabular.model): {upward}"
     )
 
 

@@ -202,8 +202,8 @@ def test_swifthydra_load_points_at_load_model(fitted):
 
 
 def test_the_library_reads_model_directories_without_the_cli():
-    """swifthydra.table_model holds the model-directory code; the CLI imports it from there."""
-    import swifthydra.table_model as lib
+    """swifthydra.tabular.model holds the model-directory code; the CLI imports it from there."""
+    import swifthydra.tabular.model as lib
     from swifthydra.cli import _table
 
     assert _table.read_table_state is lib.read_table_state and _table.load_table_model is lib.load_table_model

@@ -17,14 +17,14 @@ from _cli import error_line as _error_line
 from _cli import invoke as _invoke
 from swifthydra.cli.evaluate import TRUE_ANOMALY, TRUE_NORMAL, truth_labels
 from swifthydra.datasets import TablePreprocessor, read_table
-from swifthydra.datasets.table import (
+from swifthydra.exceptions import DataWarning, InvalidInputError
+from swifthydra.tabular.table import (
     NEGATIVE_LABELS,
     POSITIVE_LABELS,
     iter_table,
     labels_from_column,
     parse_formatted_numbers,
 )
-from swifthydra.exceptions import DataWarning, InvalidInputError
 
 FAST = ["--quick", "--episodes", "0", "--seed", "0"]
 

@@ -88,7 +88,7 @@ def test_the_prior_only_adds_to_the_networks_score(planted_models):
     model, without, X, _, X_test, _ = planted_models
     assert without.prior_ is None and without.prior_weight_ == 0.0 and without.prior_scale_ == 0.0
     np.testing.assert_array_equal(model._score_scaled(model._scale(X_test)), without.decision_function(X_test))
-    expected = without.decision_function(X_test) + model.prior_scale_ * model._prior_term(X_test)
+    expected = without.decision_function(X_test) + model.prior_scale_ * model.prior_.term(model.scaler_.standardise(X_test))
     np.testing.assert_allclose(model.decision_function(X_test), expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose(model.decision_scores_, model.decision_function(X), rtol=0, atol=1e-12)
     assert model.threshold_ == pytest.approx(np.quantile(model.decision_scores_, 0.9), rel=1e-6)

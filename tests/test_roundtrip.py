@@ -30,8 +30,8 @@ from _presets import MICRO
 from swifthydra import SwiftHydra
 from swifthydra.cli import app
 from swifthydra.cli._table import PREPROCESSING_FILE, load_table_model
-from swifthydra.datasets.table import TablePreprocessor, read_frame
 from swifthydra.io import read_model_json, save_model_dir
+from swifthydra.tabular.table import TablePreprocessor, read_frame
 
 runner = CliRunner()
 LABEL = "label"

@@ -123,7 +123,7 @@ def test_broken_files(tmp_path):
     ],
 )
 def test_the_separator_is_detected(tmp_path, name, content):
-    from swifthydra.datasets.table import iter_table, table_columns
+    from swifthydra.tabular.table import iter_table, table_columns
 
     path = tmp_path / name
     path.write_text(content)
@@ -141,7 +141,7 @@ def test_a_header_split_by_no_separator_is_an_error(tmp_path):
     path.write_text("a;b\n1\n2\n")  # the header says ';', the rows do not
     with pytest.raises(InvalidInputError, match=r"single column 'a;b': its header holds ';'"):
         read_table(path)
-    from swifthydra.datasets.table import table_columns
+    from swifthydra.tabular.table import table_columns
 
     with pytest.raises(InvalidInputError, match="single column"):
         table_columns(path)
@@ -160,7 +160,7 @@ def test_a_header_split_by_no_separator_is_an_error(tmp_path):
     ],
 )
 def test_rows_with_too_many_fields_name_their_line(tmp_path, content, match):
-    from swifthydra.datasets.table import iter_table
+    from swifthydra.tabular.table import iter_table
 
     path = tmp_path / "ragged.csv"
     path.write_text(content)
@@ -172,7 +172,7 @@ def test_rows_with_too_many_fields_name_their_line(tmp_path, content, match):
 
 
 def test_iter_table_names_absent_columns(tmp_path):
-    from swifthydra.datasets.table import iter_table
+    from swifthydra.tabular.table import iter_table
 
     path = tmp_path / "d.csv"
     path.write_text("a,b\n1,2\n")

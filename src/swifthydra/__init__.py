@@ -46,7 +46,7 @@ def __getattr__(name: str):
 
         return SwiftHydra
     if name in ("load_model", "TableModel"):  # a model directory of `swifthydra fit`, scored from Python
-        from swifthydra import table_model
+        from swifthydra.tabular import model as table_model
 
         return getattr(table_model, name)
     if name == "NotFittedError":

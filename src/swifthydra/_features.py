@@ -58,13 +58,22 @@ class FeatureScaler:
     @classmethod
     def fit(cls, X: np.ndarray, feature_transform: str = "auto", seed: int = 0) -> FeatureScaler:
         """Fit on rows ``X`` (float64, finite); ``feature_transform`` as SwiftHydra's."""
+        return cls.fit_standardise(X, feature_transform, seed)[0]
+
+    @classmethod
+    def fit_standardise(
+        cls, X: np.ndarray, feature_transform: str = "auto", seed: int = 0
+    ) -> tuple[FeatureScaler, np.ndarray]:
+        """Fit on rows ``X`` and return them standardised as well (``standardise(X)``): the one
+        pass over ``X`` a fit makes; :meth:`network_input` and the density prior start from it."""
         center = X.mean(axis=0)
         scaler = cls(center, std_floor(column_std(X), center), PowerGate.fit(np.zeros((2, 0)), "standard"))
         Z = scaler.standardise(X)
+        sample = Z
         if Z.shape[0] > MAX_POWER_FIT_ROWS:
-            Z = Z[np.random.RandomState(seed).choice(Z.shape[0], MAX_POWER_FIT_ROWS, replace=False)]
-        scaler.power_ = PowerGate.fit(Z, feature_transform)
-        return scaler
+            sample = Z[np.random.RandomState(seed).choice(Z.shape[0], MAX_POWER_FIT_ROWS, replace=False)]
+        scaler.power_ = PowerGate.fit(sample, feature_transform)
+        return scaler, Z
 
     def standardise(self, X: np.ndarray) -> np.ndarray:
         """``(X - center_) / scale_``, clipped (float64)."""
@@ -74,8 +83,12 @@ class FeatureScaler:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Rows as the networks see them: standardised, skewed columns power-transformed, float32."""
-        Z = self.power_.transform(self.standardise(X))
-        return np.clip(Z, -MAX_STANDARDISED, MAX_STANDARDISED).astype(np.float32)
+        return self.network_input(self.standardise(X))
+
+    def network_input(self, Z: np.ndarray) -> np.ndarray:
+        """Standardised rows ``Z`` (:meth:`standardise`'s output, left unchanged) as the networks
+        see them: skewed columns power-transformed, clipped, float32."""
+        return np.clip(self.power_.transform(Z), -MAX_STANDARDISED, MAX_STANDARDISED).astype(np.float32)
 
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
         """Rows of the networks' space back in the input's units (float64)."""

@@ -39,9 +39,9 @@ def _fail(what: str, target: Path, replacing: bool) -> SelfCheckError:
 def _reread(tmp_dir, est, X_train, data, target, replacing, sample, seed, chunk_rows):
     """Load ``tmp_dir``, read ``sample`` rows of ``data`` back through its preprocessing as
     ``score`` does and score them: ``(state, rows, features, scores)``."""
-    from swifthydra.datasets.table import table_columns
     from swifthydra.hydra import SwiftHydra
-    from swifthydra.table_model import read_table_state, table_chunks
+    from swifthydra.tabular.model import read_table_state, table_chunks
+    from swifthydra.tabular.table import table_columns
 
     _, state = read_table_state(tmp_dir)
     # on the device the model in memory runs on: the check is about the files, not about the

@@ -482,7 +482,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
     def _fit(self, X: Any, y: Any, cb) -> SwiftHydra:
         """The method, step by step (docs/design.md §1); each step is one method below."""
         X, y, seed = self._check_training_data(X, y)
-        Xs = self._fit_features(X, seed)  # §2.1-§2.2: standardise, power-transform skewed columns
+        Z, Xs = self._fit_features(X, seed)  # §2.1-§2.2: standardise once, power-transform skewed columns
         y = self._weak_labels(X, y, seed)  # §2.3: pseudo-labels when no anomaly is labelled
         X_fit, y_fit = self._sample(Xs, y, seed)  # §4.4: at most max_samples rows train the networks
         data = self._hold_out(X_fit, y_fit, seed)  # §8.4: rows that pick the best episode, when enough
@@ -499,9 +499,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         self._anchors = data.anchors
         self._fit_inference_model(X_fit, y_fit, generated, seed, cb)  # §9: the MoME, distilled from W
         raw = self._score_scaled(Xs)
-        self._fit_prior(X, y, raw, seed)  # §10.1: the k-NN density prior, scaled to the scores
+        self._fit_prior(Z, y, raw, seed)  # §10.1: the k-NN density prior, scaled to the scores
         self.fit_seconds_ = time.perf_counter() - t0
-        self.decision_scores_ = self._with_prior(raw, X)  # §10: training scores and threshold
+        self.decision_scores_ = self._with_prior(raw, Z)  # §10: training scores and threshold
         self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
@@ -517,12 +517,14 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         self.n_features_in_ = X.shape[1]
         return X, y, seed_from(self.random_state)
 
-    def _fit_features(self, X: np.ndarray, seed: int) -> np.ndarray:
-        self.scaler_ = FeatureScaler.fit(X, self.feature_transform, seed)
-        Xs = self._scale(X)
+    def _fit_features(self, X: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(Z, Xs)``: the rows standardised once (float64; the density prior's space) and, from
+        them, the networks' input (power-transformed, float32)."""
+        self.scaler_, Z = FeatureScaler.fit_standardise(X, self.feature_transform, seed)
+        Xs = self.scaler_.network_input(Z)
         if not np.isfinite(Xs).all():
             raise InvalidInputError("X is too large to standardise in float32: rescale the data.")
-        return Xs
+        return Z, Xs
 
     def _weak_labels(self, X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
         from swifthydra.pseudo import pseudo_labels
@@ -738,21 +740,15 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
             raise SwiftHydraError("the model produced non-finite scores; please report this with the data shape.")
         return scores
 
-    def _with_prior(self, scores: np.ndarray, X: np.ndarray) -> np.ndarray:
-        """The network's ``scores`` of rows ``X`` (input units) plus the weighted density prior
+    def _with_prior(self, scores: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """The network's ``scores`` of rows ``Z`` (standardised, ``scaler_.standardise``'s output)
+        plus the weighted density prior, which lives in that space, before the power transform
         (docs/design.md §10.1)."""
         if getattr(self, "prior_", None) is None:
             return scores
-        return scores + self.prior_scale_ * self._prior_term(X)
+        return scores + self.prior_scale_ * self.prior_.term(Z)
 
-    def _prior_term(self, X: np.ndarray) -> np.ndarray:
-        """The prior's standardised term of rows ``X`` (input units), a block of rows at a time.
-        The prior lives in the standardised space, before the power transform (§10.1)."""
-        step = 65536
-        return np.concatenate([self.prior_.term(self.scaler_.standardise(X[i:i + step]))
-                               for i in range(0, len(X), step)] or [np.zeros(0)])
-
-    def _fit_prior(self, X: np.ndarray, y: np.ndarray, raw: np.ndarray, seed: int) -> None:
+    def _fit_prior(self, Z: np.ndarray, y: np.ndarray, raw: np.ndarray, seed: int) -> None:
         """Fit the k-NN density prior on the unlabeled rows and scale it to the network's scores:
         ``prior_weight`` times the interquartile range of the unlabeled rows' scores. The prior's
         rows are standardised, not power-transformed: the transform shrinks the long tails where
@@ -775,9 +771,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         rows = unlabeled
         if len(rows) > MAX_REFERENCE + MAX_CALIBRATION:  # all the prior can use, in the rows' order
             rows = np.sort(rng.choice(rows, MAX_REFERENCE + MAX_CALIBRATION, replace=False))
-        prior = DensityPrior.fit(self.scaler_.standardise(X[rows]), seed)
+        prior = DensityPrior.fit(Z[rows], seed)
         known = np.flatnonzero(y == 1)
-        self.prior_auc_ = prior.separation(self.scaler_.standardise(X[known]))
+        self.prior_auc_ = prior.separation(Z[known])
         if self.prior_weight == "auto":
             separation = 2.0 * self.prior_auc_ - 1.0 if np.isfinite(self.prior_auc_) else 0.5
             weight = AUTO_PRIOR_WEIGHT * max(AUTO_PRIOR_FLOOR, separation)
@@ -804,11 +800,12 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         self._check_fitted()
         check_feature_names(X, getattr(self, "feature_names_in_", None))
         X = check_X(X, name="X", n_features=self.n_features_in_)
-        Xs = self._scale(X)
+        Z = self.scaler_.standardise(X)  # once: the network's input and the prior's both start here
+        Xs = self.scaler_.network_input(Z)
         if not np.isfinite(Xs).all():
             raise InvalidInputError("X has values too large to score after standardisation: rescale the data.")
         with torch_threads(getattr(self, "n_jobs", 1)):
-            return self._with_prior(self._score_scaled(Xs), X)
+            return self._with_prior(self._score_scaled(Xs), Z)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Opposite of :meth:`decision_function` (scikit-learn convention: lower = more abnormal)."""

@@ -120,7 +120,7 @@ def _scorer_module(est):
 
         def prior(self, features: torch.Tensor) -> torch.Tensor:
             """The weighted density prior of float64 table features (float64, (B,)), on the
-            standardised rows as ``SwiftHydra._prior_term``; zeros without one."""
+            standardised rows as ``SwiftHydra.prior_.term`` of ``scaler_.standardise(X)``; zeros without one."""
             if not self.has_prior:
                 return features[:, 0] * 0.0
             from swifthydra._features import MAX_STANDARDISED
@@ -355,7 +355,7 @@ def _with_preprocessing(model, pre) -> Any:
     onnx = _require("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    from swifthydra.datasets.table import MISSING_CATEGORY
+    from swifthydra.tabular.table import MISSING_CATEGORY
 
     _check_column_names(pre)
     model = onnx.compose.add_prefix(model, _PREFIX)
@@ -536,7 +536,7 @@ def onnx_inputs(preprocessor, df) -> dict[str, np.ndarray]:
     """
     import pandas as pd
 
-    from swifthydra.datasets.table import MISSING_CATEGORY
+    from swifthydra.tabular.table import MISSING_CATEGORY
 
     preprocessor.check_columns(df.columns)
     feed = {}

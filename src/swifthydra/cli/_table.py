@@ -3,17 +3,17 @@ directory, the table read in chunks, the score writer, threads and garbage colle
 
 A model directory written by ``fit`` is a :meth:`SwiftHydra.save` directory plus
 ``preprocessing.json`` (covered by a checksum in ``config.json``): the fitted
-:class:`~swifthydra.datasets.table.TablePreprocessor`, the label and id columns and where the
-model was trained. It is read by the library module :mod:`swifthydra.table_model` (also behind
+:class:`~swifthydra.tabular.table.TablePreprocessor`, the label and id columns and where the
+model was trained. It is read by the library module :mod:`swifthydra.tabular.model` (also behind
 :func:`swifthydra.load_model`), re-exported here: :func:`read_table_state` reads and checks it
 without torch; :func:`load_table_estimator` / :func:`load_table_model` load the model beside it.
 ``score``, ``explain`` and ``evaluate`` apply exactly that preprocessing, matching columns by name,
-and read the input in chunks (:func:`swifthydra.table_model.table_chunks`, read ahead in a thread
-by :class:`~swifthydra.table_model.Prefetch`; here also as ``_table_chunks`` and ``_Prefetch``)
+and read the input in chunks (:func:`swifthydra.tabular.model.table_chunks`, read ahead in a thread
+by :class:`~swifthydra.tabular.model.Prefetch`; here also as ``_table_chunks`` and ``_Prefetch``)
 so a file larger than memory streams through; ``score`` appends each scored chunk to its output
 with :class:`_ScoreWriter`. The distributed scorers (:mod:`swifthydra.distributed`) and the
 self-check of ``fit`` (:mod:`swifthydra._fit_check`) use the same library functions (from
-:mod:`swifthydra.table_model`, never from here), so a row gets the same score everywhere.
+:mod:`swifthydra.tabular.model`, never from here), so a row gets the same score everywhere.
 
 Heavy libraries (pandas, pyarrow, torch) are imported inside the functions.
 """
@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from swifthydra.exceptions import InvalidInputError
-from swifthydra.table_model import (  # noqa: F401 - re-exported: the commands, tests and cli_model use them here
+from swifthydra.tabular.model import (  # noqa: F401 - re-exported: the commands, tests and cli_model use them here
     _MODEL_KIND,
     PREPROCESSING_FILE,
     PREPROCESSING_FORMAT,
@@ -37,9 +37,9 @@ from swifthydra.table_model import (  # noqa: F401 - re-exported: the commands, 
     load_table_model,
     read_table_state,
 )
-from swifthydra.table_model import Prefetch as _Prefetch  # noqa: F401 - the names the commands use
-from swifthydra.table_model import probability as _probability  # noqa: F401
-from swifthydra.table_model import table_chunks as _table_chunks  # noqa: F401
+from swifthydra.tabular.model import Prefetch as _Prefetch  # noqa: F401 - the names the commands use
+from swifthydra.tabular.model import probability as _probability  # noqa: F401
+from swifthydra.tabular.model import table_chunks as _table_chunks  # noqa: F401
 
 _OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
 

@@ -32,7 +32,7 @@ from swifthydra.cli._table import (
 from swifthydra.exceptions import InvalidInputError
 
 #: truth values read as "anomaly" / "normal" without --positive-label (trimmed, any case): the same
-#: vocabulary as fit's label column (swifthydra.datasets.table.POSITIVE_LABELS / NEGATIVE_LABELS;
+#: vocabulary as fit's label column (swifthydra.tabular.table.POSITIVE_LABELS / NEGATIVE_LABELS;
 #: spelt out here so the command line starts without importing the table module, and a test
 #: checks the two are equal)
 TRUE_ANOMALY = ("1", "1.0", "true", "yes", "y", "anomaly", "anomalous", "outlier")
@@ -50,7 +50,7 @@ def truth_labels(values, column: str, positive_label: str | None = None):
     """
     import numpy as np
 
-    from swifthydra.datasets.table import label_text, matches_label
+    from swifthydra.tabular.table import label_text, matches_label
 
     text = label_text(values)
     known = text.notna().to_numpy(dtype=bool)
@@ -180,7 +180,7 @@ def evaluate(
 
     import numpy as np
 
-    from swifthydra.datasets.table import table_columns
+    from swifthydra.tabular.table import table_columns
 
     if chunk_rows < 1:
         raise InvalidInputError(f"--chunk-rows must be >= 1, got {chunk_rows}.")

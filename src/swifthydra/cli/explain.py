@@ -50,7 +50,7 @@ def explain(
     if chunk_rows < 1:
         raise InvalidInputError(f"--chunk-rows must be >= 1, got {chunk_rows}.")
     n_jobs = _threads(threads)
-    from swifthydra.datasets.table import table_columns
+    from swifthydra.tabular.table import table_columns
 
     with _StartupGC() as startup:
         columns = table_columns(data)  # a missing or unreadable file fails now, before the model loads

@@ -57,9 +57,9 @@ def fit(
     import numpy as np
 
     from swifthydra.callbacks import EpisodeLog, ProgressBar
-    from swifthydra.datasets.table import _MAX_CATEGORIES, read_table
     from swifthydra.hydra import SwiftHydra
     from swifthydra.presets import QUICK_PARAMS
+    from swifthydra.tabular.table import _MAX_CATEGORIES, read_table
 
     _check_new_model_dir(out, force)
     if episodes is not None and episodes < 0:

@@ -149,7 +149,7 @@ def info(
 def _categories(pre: dict) -> dict[str, list]:
     """The categories of a stored preprocessing, in feature order (a list of pairs; older files:
     an object)."""
-    from swifthydra.datasets.table import TablePreprocessor
+    from swifthydra.tabular.table import TablePreprocessor
 
     try:
         return TablePreprocessor.from_dict(pre).categories_

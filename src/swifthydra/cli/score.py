@@ -60,7 +60,7 @@ def score(
     standard error says when the share of rows above the threshold is more than 3 times the
     training contamination or less than a third of it (with at least 10 rows expected above it).
     """
-    from swifthydra.datasets.table import BAD_ROWS
+    from swifthydra.tabular.table import BAD_ROWS
 
     if engine != "local":
         from swifthydra.distributed.ray import score_command
@@ -80,7 +80,7 @@ def score(
     if data.exists() and out.exists() and out.resolve() == data.resolve():
         raise InvalidInputError("--out must not be the input file.")
     n_jobs = _threads(threads)
-    from swifthydra.datasets.table import table_columns
+    from swifthydra.tabular.table import table_columns
 
     with _StartupGC() as startup:
         columns = table_columns(data)  # a missing or unreadable file fails now, before the model loads

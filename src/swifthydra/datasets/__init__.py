@@ -1,4 +1,8 @@
-"""ADBench datasets, the evaluation protocol, built-in demo data and tabular file reading."""
+"""ADBench datasets, the evaluation protocol and built-in demo data.
+
+``read_table``, ``read_frame``, ``Table`` and ``TablePreprocessor`` live in :mod:`swifthydra.tabular`;
+they stay importable from here as before.
+"""
 
 from swifthydra.datasets.builtin import BUILTIN_DATASETS, load_builtin
 from swifthydra.datasets.loader import (
@@ -12,7 +16,7 @@ from swifthydra.datasets.loader import (
 )
 from swifthydra.datasets.protocol import PROTOCOLS, Split, adbench_split
 from swifthydra.datasets.registry import DATASETS, DatasetInfo, get_dataset_info, list_datasets
-from swifthydra.datasets.table import Table, TablePreprocessor, read_frame, read_table
+from swifthydra.tabular.table import Table, TablePreprocessor, read_frame, read_table  # former home
 
 __all__ = [
     "BUILTIN_DATASETS",

@@ -8,7 +8,7 @@
 
 Both load the model once per worker process (:func:`model_scorer`, cached) and score each batch
 with :class:`FrameScorer`, which applies the model's saved preprocessing and estimator through the
-library functions the command line uses too (:mod:`swifthydra.table_model`), so a row gets the same
+library functions the command line uses too (:mod:`swifthydra.tabular.model`), so a row gets the same
 score, flag and probability as with the local ``swifthydra score``.
 """
 

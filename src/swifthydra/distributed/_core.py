@@ -27,7 +27,7 @@ class FrameScorer:
     """
 
     def __init__(self, model_dir: str | os.PathLike, threads: int | None = 1) -> None:
-        from swifthydra.table_model import load_table_estimator, read_table_state
+        from swifthydra.tabular.model import load_table_estimator, read_table_state
 
         self.model_dir = Path(model_dir)
         _, self.state = read_table_state(self.model_dir)
@@ -52,7 +52,7 @@ class FrameScorer:
         import pandas as pd
 
         from swifthydra._validation import MAX_ABS_VALUE
-        from swifthydra.table_model import probability as to_probability
+        from swifthydra.tabular.model import probability as to_probability
 
         pre, est = self.preprocessor, self.estimator
         if id_column is not None and id_column not in df.columns:

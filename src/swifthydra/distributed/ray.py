@@ -80,7 +80,7 @@ class _BatchScorer:
 
 
 def _check(model_dir: Path, columns: list[str], id_column: str | None, keep=()):
-    from swifthydra.table_model import read_table_state
+    from swifthydra.tabular.model import read_table_state
 
     _, state = read_table_state(model_dir)  # a missing or broken model fails on the driver
     if id_column is not None and id_column not in columns:
@@ -120,7 +120,7 @@ def score_dataset(ds, model_dir: str | os.PathLike, *, id_column: str | None = N
     num_cpus : float, optional
         CPUs each actor asks Ray for (default ``threads``).
     """
-    from swifthydra.datasets.table import BAD_ROWS
+    from swifthydra.tabular.table import BAD_ROWS
 
     ray = _ray()
     if on_bad_rows not in BAD_ROWS:
@@ -173,7 +173,7 @@ def score_files(model_dir: str | os.PathLike, files: list[Path], out_dir: str | 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from swifthydra.table_model import _resolve_id_column, read_table_state
+    from swifthydra.tabular.model import _resolve_id_column, read_table_state
 
     ray = _ray()
     model_dir = Path(model_dir).expanduser().resolve()
@@ -298,7 +298,7 @@ def score_command(model_dir: Path, data: str, out: Path, *, engine: str, address
     """``swifthydra score ... --engine ray``: score the files, print the summary line (or JSON)."""
     import typer
 
-    from swifthydra.datasets.table import BAD_ROWS
+    from swifthydra.tabular.table import BAD_ROWS
 
     if engine != "ray":
         raise InvalidInputError(f"--engine must be local or ray, got {engine!r}.")

@@ -119,8 +119,8 @@ def score_dataframe(df, model_dir: str | os.PathLike, *, id_column: str | None =
     ``SparkContext.addFile``; ``ship=False`` when it is on a path every worker sees.
     """
     _require_pyspark()
-    from swifthydra.datasets.table import BAD_ROWS
-    from swifthydra.table_model import read_table_state
+    from swifthydra.tabular.model import read_table_state
+    from swifthydra.tabular.table import BAD_ROWS
 
     if on_bad_rows not in BAD_ROWS:
         raise InvalidInputError(f"on_bad_rows must be one of {', '.join(BAD_ROWS)}, got {on_bad_rows!r}.")

@@ -2,7 +2,7 @@
 
 A model directory written by ``swifthydra fit`` is a :meth:`SwiftHydra.save` directory plus
 ``preprocessing.json`` (covered by a checksum in ``config.json``): the fitted
-:class:`~swifthydra.datasets.table.TablePreprocessor`, the label and id columns and where the
+:class:`~swifthydra.tabular.table.TablePreprocessor`, the label and id columns and where the
 model was trained. :func:`read_table_state` reads and checks it without torch;
 :func:`load_table_estimator` / :func:`load_table_model` load the model beside it.
 :func:`table_chunks` reads a table file in chunks through that preprocessing (read ahead in a
@@ -51,8 +51,8 @@ def read_table_state(model_dir: Path, *, need_preprocessing: bool = True):
     The state is ``None`` for a model saved from Python without one (allowed only when
     ``need_preprocessing`` is false).
     """
-    from swifthydra.datasets.table import TablePreprocessor
     from swifthydra.io import read_model_config, read_model_json
+    from swifthydra.tabular.table import TablePreprocessor
 
     meta = read_model_config(model_dir, _MODEL_KIND)
     state = read_model_json(model_dir, PREPROCESSING_FILE, _MODEL_KIND)
@@ -118,7 +118,7 @@ def _prepared_chunks(pre, data: Path, wanted: list[str], chunk_rows: int, string
     (:meth:`TablePreprocessor.transform_checked`: the features, the rows with a bad value, the
     values outside the training range). Numbers beyond ±1e30 are bad values."""
     from swifthydra._validation import MAX_ABS_VALUE
-    from swifthydra.datasets.table import iter_table
+    from swifthydra.tabular.table import iter_table
 
     start = 0
     for chunk in iter_table(data, wanted, chunk_rows=chunk_rows, string_columns=strings):
@@ -245,7 +245,7 @@ class TableModel:
     ----------
     estimator : SwiftHydra
         The model (on the CPU); it scores preprocessed feature matrices.
-    preprocessor : swifthydra.datasets.table.TablePreprocessor
+    preprocessor : swifthydra.tabular.table.TablePreprocessor
         The fitted preprocessing.
     feature_names : list of str
         The names of the features the preprocessing makes (the estimator's columns).
@@ -295,7 +295,7 @@ class TableModel:
         """``(id column or None, iterator of (start row, chunk DataFrame, Prepared, where))`` of
         ``X``; ``where`` prefixes messages about the chunk (the file and its rows), or is ``None``."""
         from swifthydra._validation import MAX_ABS_VALUE
-        from swifthydra.datasets.table import BAD_ROWS, table_columns
+        from swifthydra.tabular.table import BAD_ROWS, table_columns
 
         if on_bad_rows not in BAD_ROWS:
             raise InvalidInputError(f"on_bad_rows must be one of {list(BAD_ROWS)}, got {on_bad_rows!r}.")
