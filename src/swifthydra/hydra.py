@@ -40,8 +40,16 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from swifthydra._features import FeatureScaler
-from swifthydra._power import PowerGate
 from swifthydra._scoring import contamination_threshold, sigmoid
+from swifthydra._settings import (  # noqa: F401  (re-exported: swifthydra.hydra.GENERATION_DEFAULTS etc.)
+    GENERATION_CONSTRAINTS,
+    GENERATION_DEFAULTS,
+    MODEL_KIND,
+    OWN_KEYS,
+    legacy_params,
+    moved_message,
+    no_bool_ints,
+)
 from swifthydra._torch import torch_threads
 from swifthydra._validation import check_not_constant, check_X, check_y, seed_from
 from swifthydra.exceptions import (
@@ -50,9 +58,7 @@ from swifthydra.exceptions import (
     SwiftHydraError,
     TrainingDivergedError,
 )
-from swifthydra.io import to_jsonable
 
-MODEL_KIND = "swifthydra.SwiftHydra"
 _GENERATORS = ("rl", "cvae", "nngmix", "mixup", "none")
 _LATENT_GENERATORS = ("rl", "cvae")  # the generators that train a C-VAE
 _TRANSFORMS = ("auto", "yeo-johnson", "standard")
@@ -63,41 +69,6 @@ MOME_DEFAULTS = {"max_epochs": 20, "patience": 5}
 # levels off instead of running every epoch: half the fit time of such fits, level in accuracy on
 # the panel (docs/benchmarks.md §10.6)
 DETECTOR_DEFAULTS = {"loss_tol": 0.01}
-#: The generation loop's settings (``generation_params`` overrides any of them; docs/design.md §6-§8).
-GENERATION_DEFAULTS: dict = {
-    "top_l": None,  # generated anomalies kept per episode; None = clip(4 * known anomalies, 16, 128)
-    "gamma": 0.9,  # reward decay: diversity weight lam * gamma^e, deception weight 1 - gamma^e
-    "lam": 1.0,  # scale of the diversity (entropy-gain) term
-    "generated_weight": 1.0,  # total weight of the generated rows relative to the known anomalies
-    "deception": "log",  # -log W (the paper's), or "boundary": a bump on the detector's threshold
-    "ppo_iterations": 8,  # PPO iterations per episode
-    "num_envs": 64,  # parallel start points of the agent
-    "horizon": 6,  # steps of each latent trajectory
-    "latent_dim": 16,  # latent size of the C-VAE
-    "cvae_epochs": 60,  # C-VAE epochs in episode 0
-    "finetune_epochs": 1,  # epochs of fine-tuning W and G per episode
-    "validation_fraction": 0.2,  # rows held out to choose the best episode (with enough labels)
-    "min_validation_anomalies": 25,  # known anomalies needed for that hold-out
-    "patience": 2,  # episodes without a better validation AUC before the loop stops
-}
-_GENERATION_CONSTRAINTS: dict = {
-    "top_l": [Interval(Integral, 1, None, closed="left"), None],
-    "gamma": [Interval(Real, 0, 1, closed="neither")],
-    "lam": [Interval(Real, 0, None, closed="left")],
-    "generated_weight": [Interval(Real, 0, None, closed="left")],
-    "deception": [StrOptions({"log", "boundary"})],
-    "ppo_iterations": [Interval(Integral, 1, None, closed="left")],
-    "num_envs": [Interval(Integral, 1, None, closed="left")],
-    "horizon": [Interval(Integral, 1, None, closed="left")],
-    "latent_dim": [Interval(Integral, 1, None, closed="left")],
-    "cvae_epochs": [Interval(Integral, 1, None, closed="left")],
-    "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
-    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-    "min_validation_anomalies": [Interval(Integral, 2, None, closed="left")],
-    "patience": [Interval(Integral, 1, None, closed="left")],
-}
-# keys SwiftHydra sets itself inside detector_params / mome_params (a value there would be ignored)
-_OWN_KEYS = ("random_state", "device", "contamination")
 # prior_weight="auto": AUTO_PRIOR_WEIGHT * max(AUTO_PRIOR_FLOOR, 2 AUC - 1), the AUC being how well
 # the density prior alone separates the known anomalies from the unlabeled rows (docs/design.md §10.1)
 AUTO_PRIOR_WEIGHT = 2.0
@@ -166,7 +137,7 @@ class _NamesMovedParameters:
     def __new__(cls, *args: Any, **kwargs: Any):
         moved = {k: v for k, v in kwargs.items() if k in GENERATION_DEFAULTS or k == "n_experts"}
         if moved:
-            raise InvalidInputError(_moved_message(moved))
+            raise InvalidInputError(moved_message(moved))
         return super().__new__(cls)
 
 
@@ -356,10 +327,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
             super()._validate_params()
         except InvalidParameterError as exc:
             raise InvalidInputError(str(exc)) from None
-        _no_bool_ints(self._parameter_constraints, self.get_params(deep=False), "The {!r} parameter of SwiftHydra")
+        no_bool_ints(self._parameter_constraints, self.get_params(deep=False), "The {!r} parameter of SwiftHydra")
         self._generation()  # the generation_params dict: known keys, values in range
         for name in ("detector_params", "mome_params"):
-            own = [k for k in _OWN_KEYS if k in (getattr(self, name) or {})]
+            own = [k for k in OWN_KEYS if k in (getattr(self, name) or {})]
             if own:
                 raise InvalidInputError(
                     f"{name} sets {own}, which SwiftHydra sets itself: pass {own[0]}= to SwiftHydra instead."
@@ -367,7 +338,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
 
     def _generation(self) -> dict[str, Any]:
         """The generation settings in force: :data:`GENERATION_DEFAULTS` with
-        ``generation_params`` over them, checked against :data:`_GENERATION_CONSTRAINTS`."""
+        ``generation_params`` over them, checked against :data:`GENERATION_CONSTRAINTS`."""
         from sklearn.utils._param_validation import (
             InvalidParameterError,
             validate_parameter_constraints,
@@ -381,10 +352,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
             )
         g = {**GENERATION_DEFAULTS, **given}
         try:
-            validate_parameter_constraints(_GENERATION_CONSTRAINTS, g, caller_name="generation_params")
+            validate_parameter_constraints(GENERATION_CONSTRAINTS, g, caller_name="generation_params")
         except InvalidParameterError as exc:
             raise InvalidInputError(str(exc).replace("parameter of generation_params", "key of generation_params")) from None
-        _no_bool_ints(_GENERATION_CONSTRAINTS, g, "The {!r} key of generation_params")
+        no_bool_ints(GENERATION_CONSTRAINTS, g, "The {!r} key of generation_params")
         return g
 
     # ------------------------------------------------------------------------------ helpers
@@ -876,127 +847,19 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         their checksums, e.g. the table preprocessing that ``swifthydra fit`` saves; read them
         back with :func:`swifthydra.io.read_model_json`. ``verify(tmp_dir)`` runs on the complete
         directory before it is moved into place; when it raises nothing is saved (see
-        :func:`swifthydra.io.save_model_dir`).
+        :func:`swifthydra.io.save_model_dir`). The format: :mod:`swifthydra.persistence`.
         """
-        from swifthydra.io import save_model_dir
+        from swifthydra.persistence import save_swifthydra
 
         self._check_fitted()
-        tensors = {"center": torch.from_numpy(self.center_), "scale": torch.from_numpy(self.scale_),
-                   "generated": torch.from_numpy(self.generated_), "anchors": torch.from_numpy(self._anchors),
-                   "decision_scores": torch.from_numpy(self.decision_scores_)}
-        tensors.update({f"power.{k}": torch.from_numpy(np.ascontiguousarray(v))
-                        for k, v in self.power_transform_.arrays.items()})
-        tensors.update({f"detector.{k}": v for k, v in self.detector_.state_dict().items()})
-        config = {
-            "params": to_jsonable(self.get_params()),
-            "n_features_in": int(self.n_features_in_),
-            "threshold": float(self.threshold_),
-            "used_pseudo_labels": bool(self.used_pseudo_labels_),
-            "best_episode": int(getattr(self, "best_episode_", 0)),
-            "history": to_jsonable(self.history_),
-            **({"feature_names_in": [str(c) for c in self.feature_names_in_]}
-               if hasattr(self, "feature_names_in_") else {}),
-            "detector": self.detector_.get_config(),
-        }
-        if getattr(self, "prior_", None) is not None:
-            tensors.update({f"prior.{k}": v for k, v in self.prior_.state_tensors().items()})
-            config["prior"] = {**self.prior_.get_config(), "weight_scale": float(self.prior_scale_),
-                               "weight": float(self.prior_weight_),
-                               "auc": float(self.prior_auc_) if np.isfinite(self.prior_auc_) else None}
-        if self.mome_ is not None:
-            tensors.update({f"mome.{k}": v for k, v in self.mome_.state_dict().items()})
-            config["mome"] = self.mome_.get_config()
-        if self.cvae_ is not None:
-            tensors.update({f"cvae.{k}": v for k, v in self.cvae_.state_dict().items()})
-            config["cvae"] = to_jsonable(self.cvae_.get_config())
-        if self.policy_ is not None:
-            tensors.update({f"policy.{k}": v for k, v in self.policy_.state_dict().items()})
-            config["policy"] = {"obs_dim": self.policy_.obs_dim, "act_dim": self.policy_.act_dim}
-        return save_model_dir(path, MODEL_KIND, config, tensors, overwrite=overwrite, extra_files=extra_files,
-                              verify=verify)
+        return save_swifthydra(self, path, overwrite=overwrite, extra_files=extra_files, verify=verify)
 
     @classmethod
     def load(cls, path, device: str | None = None) -> SwiftHydra:
         """Load a model saved with :meth:`save`. Never executes code from the files."""
-        from swifthydra.detectors import MambaDetector, MoME
-        from swifthydra.exceptions import ModelFileError
-        from swifthydra.generative import CVAE
-        from swifthydra.io import load_model_dir
-        from swifthydra.rl import GaussianPolicy
+        from swifthydra.persistence import load_swifthydra
 
-        meta, tensors = load_model_dir(path, MODEL_KIND)
-        cfg = meta.get("config")
-        if not isinstance(cfg, dict):
-            raise ModelFileError(f"{path} has no model configuration in its config.json; the model is damaged.")
-        broken = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if broken:  # a fitted model never holds NaN or inf
-            raise ModelFileError(f"{path} holds NaN or infinite values in {sorted(broken)[:3]}; the model is damaged.")
-
-        def part(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
-        try:
-            params = legacy_params(cfg["params"])  # flat generation settings before version 0.2
-            params.setdefault("prior_weight", 0.0)  # written before the density prior existed
-            if device is not None:
-                params["device"] = device
-            est = cls(**params)
-            est._validate_params()
-            est.generation_ = est._generation()
-            est.n_features_in_ = int(cfg["n_features_in"])
-            est.threshold_ = float(cfg["threshold"])
-            est.used_pseudo_labels_ = bool(cfg["used_pseudo_labels"])
-            est.best_episode_ = int(cfg["best_episode"])
-            est.history_ = list(cfg["history"])
-            if cfg.get("feature_names_in") is not None:
-                est.feature_names_in_ = np.asarray([str(c) for c in cfg["feature_names_in"]], dtype=object)
-                if len(est.feature_names_in_) != est.n_features_in_:
-                    raise ValueError("feature_names_in does not have one name per feature")
-            power = {k[len("power."):]: v.numpy() for k, v in tensors.items() if k.startswith("power.")}
-            if power:
-                gate = PowerGate.from_arrays(power)
-            else:  # written before the power transform existed: standardisation only
-                gate = PowerGate.fit(np.zeros((2, 0)), "standard")
-                est.feature_transform = "standard"
-            est.scaler_ = FeatureScaler(
-                tensors["center"].numpy().astype(np.float64), tensors["scale"].numpy().astype(np.float64), gate
-            )
-            est.generated_ = tensors["generated"].numpy().astype(np.float64)
-            est._anchors = tensors["anchors"].numpy()
-            est.decision_scores_ = tensors["decision_scores"].numpy().astype(np.float64)
-            est.labels_ = (est.decision_scores_ > est.threshold_).astype(np.int64)
-            est.detector_ = MambaDetector.from_config(cfg["detector"], part("detector"), device=device)
-            est.mome_ = MoME.from_config(cfg["mome"], part("mome"), device=device) if "mome" in cfg else None
-            est.cvae_ = CVAE.from_state(cfg["cvae"], part("cvae"), device=device) if "cvae" in cfg else None
-            est.prior_, est.prior_scale_, est.prior_weight_, est.prior_auc_ = None, 0.0, 0.0, float("nan")
-            if "prior" in cfg:
-                from swifthydra.detectors.prior import DensityPrior
-
-                est.prior_ = DensityPrior.from_state(cfg["prior"], part("prior"))
-                est.prior_scale_ = float(cfg["prior"]["weight_scale"])
-                est.prior_weight_ = float(cfg["prior"].get("weight", float("nan")))
-                est.prior_auc_ = float(cfg["prior"].get("auc") or float("nan"))
-                if not (math.isfinite(est.prior_scale_) and est.prior_scale_ >= 0
-                        and est.prior_.reference.shape[1] == est.n_features_in_):
-                    raise ValueError("density prior: weight or feature count do not fit the model")
-            est.policy_ = None
-            if "policy" in cfg:
-                # one thread: the orthogonal initialisation (replaced right away) runs QR
-                # factorisations that take ~0.4 s with a multi-threaded pool on a busy machine
-                with torch_threads(1):
-                    est.policy_ = GaussianPolicy(int(cfg["policy"]["obs_dim"]), int(cfg["policy"]["act_dim"]))
-                est.policy_.load_state_dict(part("policy"))
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RuntimeError, SwiftHydraError) as exc:
-            detail = " ".join(str(exc).split())  # torch's state_dict errors span several lines
-            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model ({type(exc).__name__}: {detail}).") from None
-        cols = est.power_transform_.columns
-        if cols.size and (cols.min() < 0 or cols.max() >= est.n_features_in_ or np.unique(cols).size != cols.size):
-            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model (power-transform columns).")
-        if est.center_.shape != (est.n_features_in_,) or est.scale_.shape != (est.n_features_in_,):
-            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model (feature count).")
-        if not (np.isfinite(est.center_).all() and np.isfinite(est.scale_).all() and (est.scale_ > 0).all()):
-            raise ModelFileError(f"{path} holds an inconsistent SwiftHydra model (non-finite or non-positive scaling).")
-        return est
+        return load_swifthydra(cls, path, device)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1006,39 +869,6 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
 
 
 # ---------------------------------------------------------------------------- small helpers
-def _no_bool_ints(constraints: dict, values: dict, what: str) -> None:
-    """Refuse True/False where an int is asked (scikit-learn's Interval(Integral) takes bools)."""
-    for k, c in constraints.items():
-        if any(isinstance(x, Interval) and x.type is Integral for x in c) and isinstance(values.get(k), bool):
-            raise InvalidInputError(f"{what.format(k)} must be an int, not a bool (got {values[k]!r}).")
-
-
-def _moved_message(moved: dict) -> str:
-    """The error for parameters given where they no longer live (before version 0.2)."""
-    where = []
-    gen = {k: v for k, v in moved.items() if k in GENERATION_DEFAULTS}
-    if gen:
-        where.append(f"generation_params={gen!r}")
-    if "n_experts" in moved:
-        where.append(f"mome_params={{'n_experts': {moved['n_experts']!r}}}")
-    return (f"{', '.join(sorted(moved))} moved out of SwiftHydra's top-level parameters: pass "
-            f"{' and '.join(where)} instead (SwiftHydra takes 15 parameters; the generation settings "
-            "are one dict).")
-
-
-def legacy_params(params: dict) -> dict:
-    """Parameters as saved before version 0.2 (flat generation settings, ``n_experts``) in
-    today's form; today's pass unchanged."""
-    params = dict(params)
-    gen = {k: params.pop(k) for k in list(params) if k in GENERATION_DEFAULTS}
-    n_experts = params.pop("n_experts", None)
-    if gen:
-        params["generation_params"] = {**gen, **(params.get("generation_params") or {})}
-    if n_experts is not None:
-        params["mome_params"] = {"n_experts": n_experts, **(params.get("mome_params") or {})}
-    return params
-
-
 def _last(history: list[dict], key: str) -> float:
     for row in reversed(history or []):
         if key in row and row[key] is not None:
