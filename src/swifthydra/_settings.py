@@ -23,7 +23,7 @@ GENERATION_DEFAULTS: dict = {
     "num_envs": 64,  # parallel start points of the agent
     "horizon": 6,  # steps of each latent trajectory
     "latent_dim": 16,  # latent size of the C-VAE
-    "cvae_epochs": 60,  # C-VAE epochs in episode 0
+    "cvae_epochs": 30,  # C-VAE epochs in episode 0
     "finetune_epochs": 1,  # epochs of fine-tuning W and G per episode
     "validation_fraction": 0.2,  # rows held out to choose the best episode (with enough labels)
     "min_validation_anomalies": 25,  # known anomalies needed for that hold-out

@@ -64,7 +64,7 @@ _LATENT_GENERATORS = ("rl", "cvae")  # the generators that train a C-VAE
 _TRANSFORMS = ("auto", "yeo-johnson", "standard")
 _INFERENCE = ("mome", "large")
 #: The MoME's training inside SwiftHydra, before ``mome_params`` (docs/benchmarks.md §10).
-MOME_DEFAULTS = {"max_epochs": 20, "patience": 5}
+MOME_DEFAULTS = {"max_epochs": 10, "patience": 3}
 # the large detector without a validation set (one known anomaly) stops once its training loss
 # levels off instead of running every epoch: half the fit time of such fits, level in accuracy on
 # the panel (docs/benchmarks.md §10.6)
