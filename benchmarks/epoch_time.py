@@ -1,4 +1,4 @@
-"""Two micro timings behind claims in docs/benchmarks.md (a script, not a test).
+"""Micro timings behind claims in docs/benchmarks.md (a script, not a test).
 
 1. One training epoch of the default ``MambaDetector`` on 8,000 random rows x 9 features
    (batch 256, 2 threads), with the short-sequence convolution as shifted sums (the default) and
@@ -8,8 +8,9 @@
 3. The default detector's network (``MambaScorer``: 16 features as 8 patch tokens, 2
    bidirectional layers, inner width 64, state 4), one thread: milliseconds per training step
    (batch 256, forward, backward, AdamW) and per scoring batch (2,048 rows, no gradient): the best
-   over ``--repeat`` interleaved rounds of the median of ``--steps`` after a warm-up, for the default scans, the sequential oracle, and the scans in their former
-   ``(b, l, d_in, n)`` layout of both loops (kept below, so the comparison can be re-run).
+   over ``--repeat`` interleaved rounds of the median of ``--steps`` after a warm-up, for the
+   default scans, for both scans in their former ``(b, l, d_in, n)`` layout (kept below, so the
+   comparison can be re-run), and for the sequential oracle alone.
 
     python benchmarks/epoch_time.py [--repeat 3] [--steps 40] [--only-scan]
 """
@@ -37,69 +38,47 @@ def epoch_seconds(repeat: int) -> float:
     return best
 
 
-class _FormerRecurrentScan:
-    """The recurrent scan as it was before the ``(b, l, n, d_in)`` layout: the state axis
-    innermost, contractions over it as batched matrix products (forward and backward)."""
+def _former_scans() -> dict:
+    """The recurrent and sequential scans as they were before the ``(b, l, n, d_in)`` layout: the
+    state axis innermost, contractions over it as batched matrix products."""
+    import torch
 
-    @staticmethod
-    def build():
-        import torch
+    class Recurrent(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, u, delta, A, B, C, D):
+            a = torch.exp(delta.unsqueeze(-1) * A)
+            H = (delta * u).unsqueeze(-1) * B.unsqueeze(2)
+            for t in range(1, u.shape[1]):
+                H[:, t].addcmul_(a[:, t], H[:, t - 1])
+            y = torch.matmul(H, C.unsqueeze(-1)).squeeze(-1) + u * D
+            ctx.save_for_backward(u, delta, A, B, C, D, a, H)
+            return y
 
-        class Scan(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, u, delta, A, B, C, D):
-                a = torch.exp(delta.unsqueeze(-1) * A)
-                H = (delta * u).unsqueeze(-1) * B.unsqueeze(2)
-                for t in range(1, u.shape[1]):
-                    H[:, t].addcmul_(a[:, t], H[:, t - 1])
-                y = torch.matmul(H, C.unsqueeze(-1)).squeeze(-1) + u * D
-                ctx.save_for_backward(u, delta, A, B, C, D, a, H)
-                return y
+        @staticmethod
+        def backward(ctx, dy):
+            u, delta, A, B, C, D, a, H = ctx.saved_tensors
+            G = dy.unsqueeze(-1) * C.unsqueeze(2)
+            for t in range(u.shape[1] - 2, -1, -1):
+                G[:, t].addcmul_(a[:, t + 1], G[:, t + 1])
+            dC = torch.matmul(dy.unsqueeze(-2), H).squeeze(-2)
+            dlog_a = G[:, 1:] * H[:, :-1] * a[:, 1:]
+            GB = torch.matmul(G, B.unsqueeze(-1)).squeeze(-1)
+            ddelta = GB * u
+            ddelta[:, 1:] += torch.einsum("bldn,dn->bld", dlog_a, A)
+            dA = torch.einsum("bldn,bld->dn", dlog_a, delta[:, 1:])
+            dB = torch.matmul((delta * u).unsqueeze(-2), G).squeeze(-2)
+            return GB * delta + dy * D, ddelta, dA, dB, dC, (dy * u).sum((0, 1))
 
-            @staticmethod
-            def backward(ctx, dy):
-                u, delta, A, B, C, D, a, H = ctx.saved_tensors
-                G = dy.unsqueeze(-1) * C.unsqueeze(2)
-                for t in range(u.shape[1] - 2, -1, -1):
-                    G[:, t].addcmul_(a[:, t + 1], G[:, t + 1])
-                dC = torch.matmul(dy.unsqueeze(-2), H).squeeze(-2)
-                dlog_a = G[:, 1:] * H[:, :-1] * a[:, 1:]
-                GB = torch.matmul(G, B.unsqueeze(-1)).squeeze(-1)
-                ddelta = GB * u
-                ddelta[:, 1:] += torch.einsum("bldn,dn->bld", dlog_a, A)
-                dA = torch.einsum("bldn,bld->dn", dlog_a, delta[:, 1:])
-                dB = torch.matmul((delta * u).unsqueeze(-2), G).squeeze(-2)
-                return GB * delta + dy * D, ddelta, dA, dB, dC, (dy * u).sum((0, 1))
-
-        return lambda u, delta, A, B, C, D: Scan.apply(u, delta, A, B, C, D)
-
-    @staticmethod
     def sequential(u, delta, A, B, C, D):
         h = u.new_zeros(u.shape[0], u.shape[2], A.shape[1])  # (b, d_in, n)
         ys = []
         for t in range(u.shape[1]):
             dt = delta[:, t].unsqueeze(-1)
-            h = torch_exp(dt * A) * h + dt * B[:, t].unsqueeze(1) * u[:, t].unsqueeze(-1)
-            ys.append(torch_bmm(h, C[:, t].unsqueeze(-1)).squeeze(-1))
-        return torch_stack(ys, 1) + u * D
+            h = torch.exp(dt * A) * h + dt * B[:, t].unsqueeze(1) * u[:, t].unsqueeze(-1)
+            ys.append(torch.bmm(h, C[:, t].unsqueeze(-1)).squeeze(-1))
+        return torch.stack(ys, 1) + u * D
 
-
-def torch_exp(x):
-    import torch
-
-    return torch.exp(x)
-
-
-def torch_bmm(a, b):
-    import torch
-
-    return torch.bmm(a, b)
-
-
-def torch_stack(xs, dim):
-    import torch
-
-    return torch.stack(xs, dim=dim)
+    return {"recurrent": Recurrent.apply, "sequential": sequential}
 
 
 def scan_step_ms(steps: int, rounds: int) -> list[tuple[str, float, float]]:
@@ -116,9 +95,8 @@ def scan_step_ms(steps: int, rounds: int) -> list[tuple[str, float, float]]:
     x, y = torch.randn(256, 16), (torch.rand(256) < 0.5).float()
     x_score = torch.randn(2048, 16)
     saved = dict(mamba._SCANS)
-    former = {"recurrent": _FormerRecurrentScan.build(), "sequential": _FormerRecurrentScan.sequential}
     configs = [("auto (recurrent to train, sequential to score)", "auto", {}),
-               ("auto, former (b, l, d_in, n) layout", "auto", former),
+               ("auto, both scans in their former (b, l, d_in, n) layout", "auto", _former_scans()),
                ("sequential (the oracle) for both", "sequential", {})]
     best = {label: [float("inf"), float("inf")] for label, _, _ in configs}
     for _ in range(rounds):  # configurations interleaved, so drifts of a shared machine hit all alike

@@ -55,6 +55,11 @@ def no_bool_ints(constraints: dict, values: dict, what: str) -> None:
             raise InvalidInputError(f"{what.format(k)} must be an int, not a bool (got {values[k]!r}).")
 
 
+#: Top-level parameters of before version 0.2 that moved: into generation_params, and n_experts
+#: into mome_params
+MOVED = frozenset(GENERATION_DEFAULTS) | {"n_experts"}
+
+
 def moved_message(moved: dict) -> str:
     """The error for parameters given where they no longer live (before version 0.2)."""
     where = []

@@ -45,6 +45,7 @@ from swifthydra._settings import (  # noqa: F401  (re-exported: swifthydra.hydra
     GENERATION_CONSTRAINTS,
     GENERATION_DEFAULTS,
     MODEL_KIND,
+    MOVED,
     OWN_KEYS,
     legacy_params,
     moved_message,
@@ -135,7 +136,7 @@ class _NamesMovedParameters:
     scikit-learn reads (``get_params``, ``clone``) and takes no ``**kwargs``."""
 
     def __new__(cls, *args: Any, **kwargs: Any):
-        moved = {k: v for k, v in kwargs.items() if k in GENERATION_DEFAULTS or k == "n_experts"}
+        moved = {k: v for k, v in kwargs.items() if k in MOVED}
         if moved:
             raise InvalidInputError(moved_message(moved))
         return super().__new__(cls)

@@ -1,6 +1,6 @@
 """Saving and loading a fitted :class:`~swifthydra.hydra.SwiftHydra` (its model directory).
 
-A model directory (:mod:`swifthydra.io`) holds ``weights.safetensors`` (every tensor, named by
+A model directory (:mod:`swifthydra.io`) holds ``model.safetensors`` (every tensor, named by
 part: ``center``, ``scale``, ``power.*``, ``detector.*``, ``mome.*``, ``cvae.*``, ``policy.*``,
 ``prior.*``, the generated and anchor rows, the training scores) and ``config.json`` (the
 estimator's parameters, the fitted scalars, the history, each part's configuration and the
@@ -22,14 +22,12 @@ from swifthydra._features import FeatureScaler
 from swifthydra._power import PowerGate
 from swifthydra._settings import MODEL_KIND, legacy_params
 from swifthydra._torch import torch_threads
-from swifthydra.exceptions import SwiftHydraError
-from swifthydra.io import to_jsonable
+from swifthydra.exceptions import ModelFileError, SwiftHydraError
+from swifthydra.io import load_model_dir, save_model_dir, to_jsonable
 
 
 def save_swifthydra(est: Any, path, *, overwrite: bool = False, extra_files: dict | None = None, verify=None):
     """Write fitted ``est`` to the model directory ``path`` (see ``SwiftHydra.save``)."""
-    from swifthydra.io import save_model_dir
-
     tensors = {"center": torch.from_numpy(est.center_), "scale": torch.from_numpy(est.scale_),
                "generated": torch.from_numpy(est.generated_), "anchors": torch.from_numpy(est._anchors),
                "decision_scores": torch.from_numpy(est.decision_scores_)}
@@ -68,9 +66,7 @@ def save_swifthydra(est: Any, path, *, overwrite: bool = False, extra_files: dic
 def load_swifthydra(cls: type, path, device: str | None = None):
     """A fitted ``cls`` (SwiftHydra) read from the model directory ``path`` (see ``SwiftHydra.load``)."""
     from swifthydra.detectors import MambaDetector, MoME
-    from swifthydra.exceptions import ModelFileError
     from swifthydra.generative import CVAE
-    from swifthydra.io import load_model_dir
     from swifthydra.rl import GaussianPolicy
 
     meta, tensors = load_model_dir(path, MODEL_KIND)

@@ -59,7 +59,17 @@ class Episode:
     stats: dict[str, float]  # the proposer's statistics (PPO's last iteration, or {})
     generated: np.ndarray  # every row kept so far, this episode's included
     score: float = math.nan  # the ``evaluate`` hook's value after ``after_keep``
-    seconds: float = 0.0
+    seconds: float = 0.0  # the episode's wall time, evaluation included
+
+    def row(self) -> dict[str, Any]:
+        """The history fields every user of the loop records: the episode, candidates proposed,
+        accepted and kept, the mean reward and ``W`` of the kept ones, the proposer's statistics
+        (the default ``record``; SwiftHydra and the wrapper add their own fields)."""
+        return {
+            "episode": self.index, "candidates": int(self.candidates.shape[0]),
+            "accepted": int(self.terms["accepted"].sum()), "kept": int(len(self.kept)),
+            "reward_mean_kept": self.kept_mean("reward"), "w_mean_kept": self.kept_mean("w"), **self.stats,
+        }
 
     def kept_mean(self, term: str) -> float:
         """Mean of one reward term over the kept candidates' finite values (NaN when none)."""
@@ -136,15 +146,16 @@ class Episodes:
 
         ``after_keep(e, generated)`` runs once the episode's rows are kept (fine-tuning or a refit),
         ``evaluate()`` scores the result (NaN: no validation set), ``snapshot()`` is what is kept
-        of the best episode, ``record(episode)`` its history row (``{"episode": e}`` without)."""
+        of the best episode, ``record(episode)`` its history row (:meth:`Episode.row` without)."""
         total = episodes + 1 if total is None else total
         for e in range(1, int(episodes) + 1):
             if self.callbacks is not None:
                 self.callbacks.on_episode_begin(e, total)
+            t0 = time.perf_counter()
             episode = self._step(e, after_keep)
             episode.score = float(evaluate()) if evaluate is not None else math.nan
-            episode.seconds = time.perf_counter() - episode.seconds
-            row = record(episode) if record is not None else {"episode": e}
+            episode.seconds = time.perf_counter() - t0
+            row = record(episode) if record is not None else episode.row()
             self.rows.append(row)
             if self.callbacks is not None:
                 self.callbacks.on_episode_end(e, total, row)
@@ -153,7 +164,6 @@ class Episodes:
         return self
 
     def _step(self, e: int, after_keep) -> Episode:
-        t0 = time.perf_counter()
         # 1. the reward follows the anomaly set so far (and whatever the caller updates) (§7)
         extra = self.reward_update(e) if self.reward_update is not None else {}
         self.reward.update(anomalies=torch.from_numpy(np.vstack([self.anchors, self.generated])), episode=e, **extra)
@@ -169,13 +179,13 @@ class Episodes:
         # 5. what the caller does with them (§8.3)
         if after_keep is not None:
             after_keep(e, self.generated)
-        return Episode(e, cand, kept, keep, terms, stats, self.generated, seconds=t0)
+        return Episode(e, cand, kept, keep, terms, stats, self.generated)
 
     def _keep_best(self, e: int, score: float, snapshot) -> bool:
         """Keep the best episode by validation score and say whether to stop: after ``patience``
         episodes without a better one. Without a score (NaN: no held-out rows) every episode runs
         and the last is kept (§8.4)."""
-        take = (lambda: snapshot()) if snapshot is not None else (lambda: None)
+        take = snapshot or (lambda: None)
         if math.isnan(score):
             self.best, self.best_episode = take(), e
             return False

@@ -40,7 +40,7 @@ from swifthydra.generators._core import (
     nngmix_candidates,
     takes_sample_weight,
 )
-from swifthydra.generators._episodes import Episode, Episodes
+from swifthydra.generators._episodes import Episodes
 
 __all__ = [
     "BaseGenerator",
@@ -425,15 +425,6 @@ class _LatentGenerator(BaseGenerator):
             latent_dim=int(self.latent_dim), epochs=int(self.cvae_epochs), random_state=seed, device=self.device
         ).fit(Xs, y)
         anchors, normals = Xs[y == 1], Xs[y == 0]
-
-        def record(episode: Episode) -> dict:
-            return {
-                "episode": episode.index, "candidates": int(episode.candidates.shape[0]),
-                "accepted": int(episode.terms["accepted"].sum()), "kept": int(len(episode.kept)),
-                "reward_mean_kept": episode.kept_mean("reward"), "w_mean_kept": episode.kept_mean("w"),
-                **episode.stats,
-            }
-
         # the shared loop (swifthydra.generators._episodes) with nothing after each keep and no
         # validation: every episode runs and every kept row is returned
         loop = Episodes(
@@ -442,7 +433,7 @@ class _LatentGenerator(BaseGenerator):
                                     ppo_iterations=int(getattr(self, "ppo_iterations", 1))),
             anchors=anchors, normals=normals, bounds=(Xs.min(axis=0), Xs.max(axis=0)),
             top_l=self.top_l if self.top_l is not None else default_top_l(len(anchors)), seed=seed, cvae=self.cvae_,
-        ).run(int(self.episodes), record=record)
+        ).run(int(self.episodes))
         self.history_ = loop.rows
         self.policy_ = loop.proposer.policy
         return unscale(loop.generated)

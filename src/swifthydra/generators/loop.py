@@ -327,12 +327,7 @@ class SelfReinforcingClassifier(ClassifierMixin, BaseEstimator):
                 self.cvae_.partial_fit(X_comb, y_comb, epochs=int(self.finetune_epochs))
 
         def record(episode: Episode) -> dict:
-            return {
-                "episode": episode.index, "candidates": int(episode.candidates.shape[0]),
-                "accepted": int(episode.terms["accepted"].sum()), "kept": int(len(episode.kept)),
-                "generated_total": int(len(episode.generated)), "reward_mean_kept": episode.kept_mean("reward"),
-                "w_mean_kept": episode.kept_mean("w"), "val_auc": episode.score, **episode.stats,
-            }
+            return {**episode.row(), "generated_total": int(len(episode.generated)), "val_auc": episode.score}
 
         loop = Episodes(
             reward=make_reward(anchors, normals, detector, lam=self.lam, gamma=self.gamma, seed=seed,
