@@ -66,10 +66,12 @@ _TRANSFORMS = ("auto", "yeo-johnson", "standard")
 _INFERENCE = ("mome", "large")
 #: The MoME's training inside SwiftHydra, before ``mome_params`` (docs/benchmarks.md §10).
 MOME_DEFAULTS = {"max_epochs": 10, "patience": 3}
-# the large detector without a validation set (one known anomaly) stops once its training loss
-# levels off instead of running every epoch: half the fit time of such fits, level in accuracy on
-# the panel (docs/benchmarks.md §10.6)
-DETECTOR_DEFAULTS = {"loss_tol": 0.01}
+# The large detector inside SwiftHydra, before ``detector_params``: without a validation set (one
+# known anomaly) it stops once its training loss levels off instead of running every epoch (half
+# the fit time of such fits, level in accuracy: docs/benchmarks.md §10.6), and it has one
+# bidirectional Mamba layer instead of two (a third less fit time, level on the panel's standard
+# cells and better on its unseen types: docs/benchmarks.md §10.8)
+DETECTOR_DEFAULTS = {"loss_tol": 0.01, "n_layers": 1}
 # prior_weight="auto": AUTO_PRIOR_WEIGHT * max(AUTO_PRIOR_FLOOR, 2 AUC - 1), the AUC being how well
 # the density prior alone separates the known anomalies from the unlabeled rows (docs/design.md §10.1)
 AUTO_PRIOR_WEIGHT = 2.0
@@ -177,9 +179,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         ``"standard"`` only standardises. See :mod:`swifthydra._power` and docs/design.md §2.2.
     detector_params : dict or None
         Extra parameters of the large :class:`~swifthydra.detectors.MambaDetector`, over
-        :data:`DETECTOR_DEFAULTS` (e.g. ``loss_tol=0.01``: with one known anomaly, no validation
-        set, training stops once the loss levels off; ``{"loss_tol": None}`` runs every epoch:
-        docs/benchmarks.md §10.6).
+        :data:`DETECTOR_DEFAULTS`: one layer (``n_layers=1``; ``{"n_layers": 2}`` is the deeper
+        detector of before version 0.2, docs/benchmarks.md §10.8), and ``loss_tol=0.01`` (with one
+        known anomaly, no validation set, training stops once the loss levels off;
+        ``{"loss_tol": None}`` runs every epoch: docs/benchmarks.md §10.6).
     mome_params : dict or None
         Extra parameters of the :class:`~swifthydra.detectors.MoME`, over :data:`MOME_DEFAULTS`;
         e.g. ``n_experts`` (default ``"auto"``: data-driven,
