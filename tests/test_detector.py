@@ -385,8 +385,8 @@ def test_max_steps_per_epoch_caps_the_gradient_steps_of_an_epoch(cls):
 
 def test_loss_tol_stops_a_fit_with_one_known_anomaly_once_the_loss_levels_off(data):
     """Without a validation set (one known anomaly), ``loss_tol`` ends training once the training
-    loss stops falling by more than it for ``patience`` epochs; with a validation set it is
-    unused; ``None`` (the default) runs every epoch."""
+    loss stops falling by more than it for ``patience`` epochs; ``None`` (the default) runs every
+    epoch."""
     X, _, Xt, yt = data
     one = np.zeros(len(X), dtype=int)
     one[np.argmax(X[:, 0] + X[:, 1])] = 1  # the most shifted row: the only known anomaly
@@ -400,9 +400,36 @@ def test_loss_tol_stops_a_fit_with_one_known_anomaly_once_the_loss_levels_off(da
     assert all(v > best - 0.01 for v in losses[-3:])  # the last `patience` epochs gained < loss_tol
     np.testing.assert_array_equal([r["train_loss"] for r in full.history_[: early.n_epochs_]], losses)
     assert roc_auc_score(yt, early.decision_function(Xt)) > 0.8
-    _, weak = _data(600, seed=0)[0], _data(600, seed=0)[2]
-    with_val = MambaDetector(random_state=0, loss_tol=0.5, **params).fit(X, weak)
-    without = MambaDetector(random_state=0, **params).fit(X, weak)
-    assert with_val.n_val_rows_ > 0 and with_val.n_epochs_ == without.n_epochs_
     with pytest.raises(InvalidInputError, match="loss_tol"):
         MambaDetector(loss_tol=-1.0, **SMALL_MAMBA).fit(X, one)
+
+
+def test_better_needs_a_loss_gain_over_loss_tol_to_break_an_auc_tie():
+    from swifthydra.detectors._training import better
+
+    assert better((1.0, 0.50), None, 0.01)
+    assert better((1.0, 0.48), (1.0, 0.50), 0.01)
+    assert not better((1.0, 0.495), (1.0, 0.50), 0.01)  # a tie, and a gain below loss_tol
+    assert better((1.0, 0.495), (1.0, 0.50))  # without loss_tol any lower loss breaks the tie
+    assert better((0.99, 0.9), (0.98, 0.1), 0.01)  # a higher AUC always wins
+    assert not better((0.98, 0.1), (0.99, 0.9), 0.01)
+
+
+def test_loss_tol_with_a_validation_set_stops_once_ties_at_auc_1_gain_too_little():
+    """Easy data: the validation AUC reaches 1 within an epoch or two and the validation loss then
+    keeps falling by ever smaller amounts. Without ``loss_tol`` each of those small gains is a
+    better epoch and training runs on; with it, training stops ``patience`` epochs after the last
+    gain of more than ``loss_tol``, on the same path until then, and keeps that epoch's weights."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(1500, 6)).astype(np.float32)
+    y = (np.arange(1500) < 60).astype(np.int64)
+    X[y == 1] += 6.0
+    params = {**SMALL_MAMBA, "max_epochs": 30, "patience": 3, "lr": 3e-3}
+    full = MambaDetector(random_state=0, **params).fit(X, y)
+    tol = MambaDetector(random_state=0, loss_tol=0.01, **params).fit(X, y)
+    assert tol.n_val_rows_ > 0 and tol.n_epochs_ < full.n_epochs_
+    assert [r["val_loss"] for r in tol.history_] == [r["val_loss"] for r in full.history_[: tol.n_epochs_]]
+    best = tol.history_[tol.best_epoch_ - 1]
+    for r in tol.history_[tol.best_epoch_:]:  # the epochs after the kept one were no progress
+        assert r["val_auc"] < best["val_auc"] + 1e-9 and r["val_loss"] > best["val_loss"] - 0.01
+    assert tol.n_epochs_ - tol.best_epoch_ == params["patience"]

@@ -155,16 +155,20 @@ def balanced_weights(y: np.ndarray, sample_weight: np.ndarray | None) -> np.ndar
     return w
 
 
-def better(key: tuple[float, float], best: tuple[float, float] | None) -> bool:
-    """Early-stopping order: higher validation AUC; at an equal AUC, lower validation loss.
+def better(key: tuple[float, float], best: tuple[float, float] | None, loss_tol: float = 0.0) -> bool:
+    """Early-stopping order: higher validation AUC; at an equal AUC, a validation loss more than
+    ``loss_tol`` (at least 1e-6) lower.
 
     The AUC ranks the few held-out known anomalies against the unlabeled rows, which is what the
     detector is for; the balanced loss alone mostly tracks the calibration of those few rows and
-    rises long before the ranking stops improving. The loss breaks ties (AUC is often 1.0).
+    rises long before the ranking stops improving. The loss breaks ties (AUC is often 1.0); with
+    ``loss_tol`` a tie broken by a smaller gain than that is no progress, so a detector whose
+    validation AUC has reached 1 stops once its loss levels off instead of running every epoch
+    for ever smaller gains (docs/benchmarks.md §10.9).
     """
     if best is None:
         return True
     (auc, loss), (best_auc, best_loss) = key, best
     if auc > best_auc + 1e-9:
         return True
-    return auc >= best_auc - 1e-9 and loss < best_loss - 1e-6
+    return auc >= best_auc - 1e-9 and loss < best_loss - max(1e-6, float(loss_tol))

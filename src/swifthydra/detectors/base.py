@@ -338,7 +338,7 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
                             break
                 if early_stopping and epoch >= int(self.min_epochs):
                     key = (record["val_auc"], record["val_loss"])
-                    if better(key, best):
+                    if better(key, best, getattr(self, "loss_tol", None) or 0.0):
                         best, stale = key, 0
                         best_state = copy.deepcopy(net.state_dict())
                         self.best_epoch_ = self.n_epochs_

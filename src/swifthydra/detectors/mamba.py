@@ -63,7 +63,9 @@ class MambaDetector(NeuralDetector):
         has not fallen more than ``loss_tol`` below its best for ``patience`` epochs (the last
         weights are kept): the loss of a handful of known anomalies keeps shrinking by tiny
         amounts as the network memorises them. ``None`` runs ``max_epochs``. With a validation
-        set it is unused.
+        set, an epoch whose validation AUC only ties the best counts as better only when its
+        validation loss is more than ``loss_tol`` lower (``None``: any lower loss), so a
+        detector at validation AUC 1 stops once its loss levels off.
     min_epochs : int, default=1
         Epochs trained before a checkpoint may be picked. Early checkpoints generalise better
         to unseen anomalies (the measurement: docs/design.md §4.3).
