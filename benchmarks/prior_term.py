@@ -4,9 +4,12 @@ Fits a :class:`~swifthydra.detectors.prior.DensityPrior` on ``--fit-rows`` stand
 (2,048 of them become the reference sample) and times ``DensityPrior.term`` on ``--rows`` fresh
 rows, with ``--threads`` PyTorch threads. ``--exact-float64`` times the one-pass float64 distance
 computation the prior used before its two-pass form, on the same rows, and prints the largest
-difference between the two terms.
+difference between the two terms. ``--blocks 4096 512 ...`` times the term with each number of
+rows per distance block (``prior._CHUNK``), best of three, and checks that every block size gives
+the same values.
 
     python benchmarks/prior_term.py [--rows 200000] [--cols 32] [--threads 1] [--exact-float64]
+    python benchmarks/prior_term.py --blocks 4096 2048 1024 512 256
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def main() -> None:
     p.add_argument("--fit-rows", type=int, default=22_000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--exact-float64", action="store_true")
+    p.add_argument("--blocks", type=int, nargs="+", default=None, help="rows per distance block to compare")
     args = p.parse_args()
 
     import torch
@@ -43,6 +47,22 @@ def main() -> None:
     rng = np.random.default_rng(0)
     prior = prior_module.DensityPrior.fit(rng.normal(size=(args.fit_rows, args.cols)), seed=0)
     X = rng.normal(size=(args.rows, args.cols))
+    if args.blocks:
+        default, first = prior_module._CHUNK, None
+        try:
+            for block in args.blocks:
+                prior_module._CHUNK = block
+                times = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    term = prior.term(X)
+                    times.append(time.perf_counter() - t0)
+                first = term if first is None else first
+                print(f"{block:>6} rows per block: {args.rows / min(times):,.0f} rows/s; "
+                      f"same values as {args.blocks[0]}: {np.array_equal(term, first)}")
+        finally:
+            prior_module._CHUNK = default
+        return
     t0 = time.perf_counter()
     term = prior.term(X)
     seconds = time.perf_counter() - t0
