@@ -271,6 +271,37 @@ def test_two_threads_train_the_detector_beside_the_cvae_with_the_same_scores():
     np.testing.assert_array_equal(scores[1], scores[2])
 
 
+def test_selection_and_the_reward_update_run_on_one_intra_op_thread_with_n_jobs_2(monkeypatch):
+    """Selecting the kept candidates and updating the reward's k-NN structures are hundreds of
+    small ops: with an intra-op pool each waits for the pool's threads, which cost 50 times the
+    work on a busy machine (docs/design.md §4.4). With n_jobs=2 they run on one thread."""
+    import torch
+
+    from _presets import MICRO
+    from swifthydra.rl import reward as reward_module
+
+    seen = []
+    real_select, real_update = reward_module.select_top, reward_module.HydraReward.update
+
+    def select_spy(*args, **kwargs):
+        seen.append(("select", torch.get_num_threads()))
+        return real_select(*args, **kwargs)
+
+    def update_spy(self, *args, **kwargs):
+        seen.append(("update", torch.get_num_threads()))
+        return real_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(reward_module, "select_top", select_spy)
+    monkeypatch.setattr(reward_module.HydraReward, "update", update_spy)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 5))
+    X[:12] += 3
+    y = (np.arange(200) < 6).astype(np.int64)
+    SwiftHydra(**MICRO, n_jobs=2, random_state=0).fit(X, y)
+    assert {what for what, _ in seen} == {"select", "update"}
+    assert all(threads == 1 for _, threads in seen)
+
+
 def test_max_samples_trains_on_a_sample_with_every_known_anomaly(monkeypatch):
     """Above max_samples rows the networks train on every known anomaly plus a seeded sample;
     decision_scores_ still covers every row, and the sample is the same for the same seed."""

@@ -164,9 +164,13 @@ class Episodes:
         return self
 
     def _step(self, e: int, after_keep) -> Episode:
+        from swifthydra.detectors._training import single_threaded_ops
+
         # 1. the reward follows the anomaly set so far (and whatever the caller updates) (§7)
         extra = self.reward_update(e) if self.reward_update is not None else {}
-        self.reward.update(anomalies=torch.from_numpy(np.vstack([self.anchors, self.generated])), episode=e, **extra)
+        with single_threaded_ops():  # small ops: an intra-op pool only waits (§4.4)
+            self.reward.update(anomalies=torch.from_numpy(np.vstack([self.anchors, self.generated])), episode=e,
+                               **extra)
         # 2. candidates (§6.4)
         with self.stage(e) if self.stage is not None else contextlib.nullcontext():
             cand, stats = self.proposer.propose(
@@ -174,7 +178,8 @@ class Episodes:
                 episode=e, seed=self.seed, unlabeled=self.normals, callbacks=self.callbacks,
             )
         # 3. the top_l accepted candidates, spread apart (§8.1); 4. they join the anomalies (§8.2)
-        kept, keep, terms = select(self.reward, cand, self.top_l)
+        with single_threaded_ops():
+            kept, keep, terms = select(self.reward, cand, self.top_l)
         self.generated = np.vstack([self.generated, kept])
         # 5. what the caller does with them (§8.3)
         if after_keep is not None:
