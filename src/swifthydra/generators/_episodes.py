@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from swifthydra.detectors._training import single_threaded_ops
 from swifthydra.generators._core import select
 
 # a validation score must beat the best so far by more than this to count as better
@@ -164,8 +165,6 @@ class Episodes:
         return self
 
     def _step(self, e: int, after_keep) -> Episode:
-        from swifthydra.detectors._training import single_threaded_ops
-
         # 1. the reward follows the anomaly set so far (and whatever the caller updates) (§7)
         extra = self.reward_update(e) if self.reward_update is not None else {}
         with single_threaded_ops():  # small ops: an intra-op pool only waits (§4.4)
