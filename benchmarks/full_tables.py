@@ -153,7 +153,10 @@ def status(data_dir: Path) -> str:
     for part, args in PARTS.items():
         f = RESULTS / f"{part}.csv"
         n_models = len(args[1].split(","))
-        rows = list(csv.DictReader(open(f, newline=""))) if f.exists() else []
+        rows = []
+        if f.exists():
+            with open(f, newline="") as fh:
+                rows = list(csv.DictReader(fh))
         ok = sum(r["status"] == "ok" for r in rows)
         lines.append(f"{part}: {len(rows)} of {per_model * n_models} cells ({ok} ok, "
                      f"{len({r['dataset'] for r in rows})} of {n_data} datasets)")

@@ -57,13 +57,7 @@ def truth_labels(values, column: str, positive_label: str | None = None):
     low = text.str.lower()
     present = text.dropna()
     if positive_label is not None:
-        target = str(positive_label).strip()
-        y = matches_label(text, target)
-        if not y.any():
-            raise InvalidInputError(
-                f"no value of truth column {column!r} is {target!r} (--positive-label); its most frequent values "
-                f"are {_most_frequent(present)}."
-            )
+        y = matches_label(text, positive_label, where=f"truth column {column!r}", listing=_most_frequent)
     else:
         unknown = present[~present.str.lower().isin(TRUE_ANOMALY + TRUE_NORMAL)]
         if len(unknown):

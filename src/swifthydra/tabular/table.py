@@ -1090,9 +1090,12 @@ def label_text(values):
     return text.mask(text == "")
 
 
-def matches_label(text, positive_label: str) -> np.ndarray:
+def matches_label(text, positive_label: str, *, where: str, listing) -> np.ndarray:
     """Rows of :func:`label_text` equal to ``positive_label``: as text (trimmed, any case), or as
-    numbers when both are numbers (``"1"`` matches ``1.0``)."""
+    numbers when both are numbers (``"1"`` matches ``1.0``).
+
+    Raises :class:`InvalidInputError` when no row matches, naming ``where`` (e.g. ``"label column
+    'y'"``) and the column's most frequent values as ``listing(present values)`` shows them."""
     pd = _pandas()
     target = str(positive_label).strip()
     match = (text.str.lower() == target.lower()).fillna(False).to_numpy(dtype=bool)
@@ -1101,6 +1104,11 @@ def matches_label(text, positive_label: str) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         match |= parsed == float(number)
+    if not match.any():
+        raise InvalidInputError(
+            f"no value of {where} is {target!r} (--positive-label); its most frequent values are "
+            f"{listing(text.dropna())}."
+        )
     return match
 
 
@@ -1128,13 +1136,7 @@ def labels_from_column(values, positive_label: str | None = None, *, column: str
     present = text.dropna()
     hint = "pass --positive-label VALUE (positive_label= in Python) with the value that marks known anomalies"
     if positive_label is not None:
-        target = str(positive_label).strip()
-        positive = matches_label(text, target)
-        if not positive.any():
-            raise InvalidInputError(
-                f"no value of label column {column!r} is {target!r} (--positive-label); its most frequent values are "
-                f"{_distinct(present)}."
-            )
+        positive = matches_label(text, positive_label, where=f"label column {column!r}", listing=_distinct)
     else:
         positive = as_str.isin(list(POSITIVE_LABELS)).fillna(False).to_numpy(dtype=bool)
         unknown = present[~present.str.lower().isin(list(POSITIVE_LABELS + NEGATIVE_LABELS))]
