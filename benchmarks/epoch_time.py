@@ -12,7 +12,11 @@
    default scans, for both scans in their former ``(b, l, d_in, n)`` layout (kept below, so the
    comparison can be re-run), and for the sequential oracle alone.
 
-    python benchmarks/epoch_time.py [--repeat 3] [--steps 40] [--only-scan]
+4. (``--sizes``) the same training step for the network sizes compared in docs/benchmarks.md §10.8:
+   two layers (``MambaDetector``'s default), one layer (SwiftHydra's), 4 tokens, state size 2, and
+   one layer with state size 2 or inner width halved; interleaved rounds, best median.
+
+    python benchmarks/epoch_time.py [--repeat 3] [--steps 40] [--only-scan] [--sizes]
 """
 
 from __future__ import annotations
@@ -126,13 +130,58 @@ def scan_step_ms(steps: int, rounds: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+SIZES = {  # label: (MambaConfig changes, tokens)
+    "two layers (MambaDetector's default)": ({}, 8),
+    "one layer (SwiftHydra's default)": ({"n_layers": 1}, 8),
+    "two layers, 4 tokens": ({}, 4),
+    "two layers, state size 2": ({"d_state": 2}, 8),
+    "one layer, state size 2": ({"n_layers": 1, "d_state": 2}, 8),
+    "one layer, inner width halved (expand 1)": ({"n_layers": 1, "expand": 1}, 8),
+}
+
+
+def size_step_ms(steps: int, rounds: int) -> list[tuple[str, float]]:
+    """(size, ms per training step of 256 rows, one thread) for each entry of :data:`SIZES`."""
+    import statistics
+
+    import torch
+
+    from swifthydra.nn.mamba import MambaConfig, MambaScorer
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    x, y = torch.randn(256, 16), (torch.rand(256) < 0.5).float()
+    best = dict.fromkeys(SIZES, float("inf"))
+    for _ in range(rounds):
+        for label, (changes, tokens) in SIZES.items():
+            torch.manual_seed(0)
+            cfg = MambaConfig(**{"d_model": 32, "n_layers": 2, "d_state": 4, "expand": 2, "bidirectional": True,
+                                 **changes})
+            net = MambaScorer(16, "patch", cfg, tokenizer_kwargs={"max_tokens": tokens})
+            opt = torch.optim.AdamW(net.parameters(), 1e-3, foreach=True)
+            times = []
+            for _ in range(steps + 5):
+                t = time.perf_counter()
+                opt.zero_grad()
+                torch.nn.functional.binary_cross_entropy_with_logits(net(x), y).backward()
+                opt.step()
+                times.append(time.perf_counter() - t)
+            best[label] = min(best[label], 1000 * statistics.median(times[5:]))
+    return list(best.items())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--only-scan", action="store_true", help="only the per-step timings of item 3")
+    p.add_argument("--sizes", action="store_true", help="only the training step of each size of item 4")
     args = p.parse_args()
 
+    if args.sizes:
+        for label, ms in size_step_ms(args.steps, args.repeat):
+            print(f"MambaScorer, 1 thread, {label}: {ms:.1f} ms per training step (256 rows)")
+        return
     for label, train_ms, score_ms in scan_step_ms(args.steps, args.repeat):
         print(f"MambaScorer, 1 thread, scan {label}: {train_ms:.1f} ms per training step (256 rows), "
               f"{score_ms:.1f} ms per scoring batch (2,048 rows)")

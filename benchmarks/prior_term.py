@@ -10,6 +10,11 @@ the same values.
 
     python benchmarks/prior_term.py [--rows 200000] [--cols 32] [--threads 1] [--exact-float64]
     python benchmarks/prior_term.py --blocks 4096 2048 1024 512 256
+    python benchmarks/prior_term.py --split      # µs per row of each step, on one block
+
+``--split`` times the three steps of ``log_knn_distance`` on one block of rows as the prior scores
+it: the float32 product, the selection of ``k + CANDIDATE_MARGIN`` candidates, and the exact float64
+pass over them (median of 200 calls each).
 """
 
 from __future__ import annotations
@@ -29,6 +34,37 @@ def _one_pass_float64(z, reference, k):
     return torch.log(torch.sqrt(nearest.clamp(min=0.0) + 1e-12).mean(1) + 1e-9)
 
 
+def _split(prior, X, prior_module) -> None:
+    import statistics
+
+    import torch
+
+    n = prior_module._CHUNK
+    z = torch.from_numpy(X[:n])
+    ref = prior.reference
+    r32 = ref.to(torch.float32)
+    norms = (r32 * r32).sum(1)[None, :]
+    c = prior.k + prior_module.CANDIDATE_MARGIN
+    sq = torch.addmm(norms, z.to(torch.float32), r32.T, alpha=-2.0)
+    cand = torch.topk(sq, c, dim=1, largest=False, sorted=False).indices
+
+    def exact():
+        diff = z[:, None, :] - ref[cand]
+        return torch.topk((diff * diff).sum(2), prior.k, dim=1, largest=False, sorted=False).values
+
+    steps = {"float32 product": lambda: torch.addmm(norms, z.to(torch.float32), r32.T, alpha=-2.0),
+             f"top-{c} selection": lambda: torch.topk(sq, c, dim=1, largest=False, sorted=False),
+             "exact float64 pass": exact}
+    for label, fn in steps.items():
+        times = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        print(f"{label}: {1e6 * statistics.median(times) / n:.2f} µs per row ({n} rows per block, "
+              f"{len(ref):,} reference rows)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=200_000)
@@ -37,6 +73,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--exact-float64", action="store_true")
     p.add_argument("--blocks", type=int, nargs="+", default=None, help="rows per distance block to compare")
+    p.add_argument("--split", action="store_true", help="microseconds per row of each step, on one block")
     args = p.parse_args()
 
     import torch
@@ -47,6 +84,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     prior = prior_module.DensityPrior.fit(rng.normal(size=(args.fit_rows, args.cols)), seed=0)
     X = rng.normal(size=(args.rows, args.cols))
+    if args.split:
+        _split(prior, X, prior_module)
+        return
     if args.blocks:
         default, first = prior_module._CHUNK, None
         try:

@@ -25,8 +25,8 @@ K = 5  # neighbours (the reward's guard uses the same k, docs/design.md §7.4)
 MAX_REFERENCE = 2048  # reference rows: the cost of one score is MAX_REFERENCE x n_features products
 MAX_CALIBRATION = 20_000  # rows whose prior sets the median and IQR
 # rows per distance block: a 512 x MAX_REFERENCE float32 matrix (4 MiB) stays in cache between the
-# product that writes it and the top-k that reads it; blocks of 4,096 rows (32 MiB) scored 2.3x
-# slower, the same values (docs/benchmarks.md §7.2)
+# product that writes it and the top-k that reads it; blocks of 4,096 rows (32 MiB) scored half as
+# fast, the same values (docs/benchmarks.md §7.2)
 _CHUNK = 512
 CANDIDATE_MARGIN = 8  # float32 candidates beyond k whose distances are recomputed in float64
 
