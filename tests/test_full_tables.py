@@ -63,7 +63,56 @@ def test_tables_rank_the_models_and_count_swifthydra_against_each(ft, tmp_path):
     standard = out.split("standard, labelled ratio 0.05: 6 datasets")[1].splitlines()
     assert standard[2].split()[:4] == ["SwiftHydra()", "0.9000", "0.4500", "1.17"]
     assert standard[3].split()[:5] == ["CatBoost", "0.8250", "0.4125", "1.83", "5/1"]
-    assert "never-labelled types, labelled ratio 0.05: 1 dataset x type cells" in out
-    assert "the labelled type, labelled ratio 0.05: 1 dataset x type cells" in out
+    assert "never-labelled types, labelled ratio 0.05: 1 datasets (1 dataset x type cells" in out
+    assert "the labelled type, labelled ratio 0.05: 1 datasets (1 dataset x type cells" in out
     labelled = out.split("the labelled type")[1].splitlines()
     assert labelled[2].split()[1] == "0.9900"
+    assert standard[2].split()[-1] == "1.50"  # median fit seconds
+
+
+def test_unseen_types_are_averaged_per_dataset_before_the_test(ft, tmp_path):
+    sh, cb = tmp_path / "sh.sqlite", tmp_path / "cb.sqlite"
+    with ResultStore(sh) as s, ResultStore(cb) as c:
+        for i in range(3):
+            for kind, (a, b) in {"local": (0.9, 0.5), "global": (0.7, 0.8)}.items():
+                s.add(_row(f"d{i}", "swifthydra", a, scenario=f"unseen-type:{kind}", generator="rl"))
+                c.add(_row(f"d{i}", "catboost", b, scenario=f"unseen-type:{kind}"))
+    ft.export("swifthydra", sh)
+    ft.export("peers", cb)
+    table = ft.summarise(ft._groups(ft._cells())[("never-labelled types", "0.05")])
+    assert table["datasets"] == ["d0", "d1", "d2"] and table["cells"] == 6
+    sh_row, cb_row = table["rows"]
+    assert (round(sh_row["roc"], 4), round(cb_row["roc"], 4)) == (0.8, 0.65)
+    assert (cb_row["better"], cb_row["worse"]) == (3, 0)  # one comparison per dataset, not per type
+
+
+def test_write_replaces_only_the_generated_block(ft, tmp_path):
+    with ResultStore(tmp_path / "sh.sqlite") as s, ResultStore(tmp_path / "cb.sqlite") as c:
+        for i in range(3):
+            s.add(_row(f"d{i}", "swifthydra", 0.9, generator="rl"))
+            c.add(_row(f"d{i}", "catboost", 0.8))
+    ft.export("swifthydra", tmp_path / "sh.sqlite")
+    ft.export("peers", tmp_path / "cb.sqlite")
+    page = tmp_path / "README.md"
+    page.write_text(f"# title\n\nbefore\n{ft.BEGIN}\nstale table\n{ft.END}\nafter\n")
+    assert ft.write([page], ft.FILES) == [page]
+    text = page.read_text()
+    assert "stale table" not in text and text.startswith("# title\n\nbefore\n") and text.endswith("after\n")
+    assert "#### standard, labelled ratio 0.05: 3 datasets" in text and "| SwiftHydra() | **0.9000** |" in text
+    assert ft.write([page], ft.FILES) == []  # current: nothing to write
+    (tmp_path / "other.md").write_text("no block")
+    with pytest.raises(SystemExit, match="no generated block"):
+        ft.write([tmp_path / "other.md"], ft.FILES)
+
+
+def test_the_committed_pages_show_the_committed_tables():
+    """README.md and docs/benchmarks.md carry the tables of the committed CSVs, generated, not
+    hand-copied: after new cells, ``python benchmarks/full_tables.py write``."""
+    spec = importlib.util.spec_from_file_location("full_tables_committed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    root = SCRIPT.parents[1]
+    for page in (root / "README.md", root / "docs" / "benchmarks.md"):
+        block = page.read_text().split(module.BEGIN, 1)[1].split(module.END, 1)[0]
+        expected = module.tables(True, module.FILES[page.name]).replace("### ", "#### ")
+        assert block.strip() == expected.strip(), f"{page.name} is stale: run python benchmarks/full_tables.py write"

@@ -94,6 +94,18 @@ def test_the_prior_only_adds_to_the_networks_score(planted_models):
     assert model.threshold_ == pytest.approx(np.quantile(model.decision_scores_, 0.9), rel=1e-6)
 
 
+def test_the_bench_model_prior_is_swifthydras_prior_alone(planted_models):
+    """``swifthydra bench --models prior`` scores with the very prior a SwiftHydra fit adds."""
+    from swifthydra.bench.models import get_model
+
+    model, _, X, y, X_test, _ = planted_models
+    alone = get_model("prior").factory(0, 1).fit(X, y)
+    expected = model.prior_.term(model.scaler_.standardise(X_test))
+    np.testing.assert_array_equal(alone.decision_function(X_test), expected)
+    with pytest.raises(InvalidInputError, match="more unlabeled rows"):
+        get_model("prior").factory(0, 1).fit(X[:10], np.ones(10, dtype=int))
+
+
 def test_auto_weight_follows_the_known_anomalies_separation(planted_models):
     model = planted_models[0]
     assert model.prior_auc_ > 0.95  # the labelled kind lies far from the normal rows

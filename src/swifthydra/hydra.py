@@ -728,25 +728,15 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         ``prior_weight`` times the interquartile range of the unlabeled rows' scores. The prior's
         rows are standardised, not power-transformed: the transform shrinks the long tails where
         anomalies lie (docs/design.md §10.1)."""
-        from swifthydra.detectors.prior import (
-            MAX_CALIBRATION,
-            MAX_REFERENCE,
-            DensityPrior,
-            K,
-            spread,
-        )
+        from swifthydra.detectors.prior import DensityPrior, spread
 
         self.prior_, self.prior_scale_ = None, 0.0
         self.prior_auc_, self.prior_weight_ = float("nan"), 0.0
         y = np.asarray(y)
         unlabeled = np.flatnonzero(y == 0)
-        if self.prior_weight == 0 or len(unlabeled) < K + 2:
+        prior = DensityPrior.fit_unlabeled(Z, y, seed) if self.prior_weight != 0 else None
+        if prior is None:
             return
-        rng = np.random.RandomState(seed)
-        rows = unlabeled
-        if len(rows) > MAX_REFERENCE + MAX_CALIBRATION:  # all the prior can use, in the rows' order
-            rows = np.sort(rng.choice(rows, MAX_REFERENCE + MAX_CALIBRATION, replace=False))
-        prior = DensityPrior.fit(Z[rows], seed)
         known = np.flatnonzero(y == 1)
         self.prior_auc_ = prior.separation(Z[known])
         if self.prior_weight == "auto":

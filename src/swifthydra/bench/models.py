@@ -296,6 +296,44 @@ class ClassifierDetector:
         return self.classifier.predict_proba(X)[:, 1]
 
 
+class DensityPriorAlone:
+    """SwiftHydra's k-NN density prior scoring by itself (docs/design.md §10.1): the rows
+    standardised as SwiftHydra standardises them, the prior fitted on the unlabeled rows exactly as
+    SwiftHydra fits it, no network. It shows what the prior adds to SwiftHydra's score and what the
+    networks add to the prior.
+
+    Parameters
+    ----------
+    random_state : int
+        Seeds the reference sample (as SwiftHydra's ``random_state``).
+    """
+
+    def __init__(self, random_state: int = 0) -> None:
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        import numpy as np
+
+        from swifthydra._features import FeatureScaler
+        from swifthydra._validation import seed_from
+        from swifthydra.detectors.prior import DensityPrior
+        from swifthydra.exceptions import InvalidInputError
+
+        X = np.asarray(X, dtype=np.float64)
+        y = np.zeros(len(X), dtype=np.int64) if y is None else np.asarray(y)
+        seed = seed_from(self.random_state)  # the seed SwiftHydra(random_state=...) derives
+        self.scaler_, Z = FeatureScaler.fit_standardise(X, "standard", seed)
+        self.prior_ = DensityPrior.fit_unlabeled(Z, y, seed)
+        if self.prior_ is None:
+            raise InvalidInputError("the density prior needs more unlabeled rows (label 0) than its k + 1 neighbours.")
+        return self
+
+    def decision_function(self, X):
+        import numpy as np
+
+        return self.prior_.term(self.scaler_.standardise(np.asarray(X, dtype=np.float64)))
+
+
 class _QuietDetector:
     """Silence a detector's prints (PyOD's DevNet prints every epoch) and seed global RNGs."""
 
@@ -523,6 +561,12 @@ def _register_builtin() -> None:
                     description="DevNet as published (balanced batches), reimplemented in torch")
     def _devnet_ref(seed, n_jobs, **params):
         return DevNetReference(random_state=seed, **params)
+
+    @register_model("prior", supervision="semi-supervised", min_labeled=0, libraries=("swifthydra", "torch"),
+                    peer=False, description="SwiftHydra's k-NN density prior alone (no network; known "
+                                            "anomalies left out of its reference)")
+    def _prior(seed, n_jobs, **params):
+        return DensityPriorAlone(random_state=seed, **params)
 
     @register_model("catboost", supervision="supervised", libraries=("catboost",),
                     description="CatBoostClassifier (library defaults: 1000 iterations)")

@@ -106,6 +106,19 @@ class DensityPrior:
         prior.calibration_ = (values - med) / scale  # the unlabeled rows' own terms (not saved)
         return prior
 
+    @classmethod
+    def fit_unlabeled(cls, Z: np.ndarray, y: np.ndarray, seed: int) -> DensityPrior | None:
+        """The prior SwiftHydra fits: on the unlabeled rows of ``Z`` (``y == 0``; at most
+        ``MAX_REFERENCE + MAX_CALIBRATION`` of them, drawn with ``seed`` and kept in their order),
+        ``None`` with fewer than ``K + 2`` unlabeled rows."""
+        unlabeled = np.flatnonzero(np.asarray(y) == 0)
+        if len(unlabeled) < K + 2:
+            return None
+        rows = unlabeled
+        if len(rows) > MAX_REFERENCE + MAX_CALIBRATION:  # all the prior can use, in the rows' order
+            rows = np.sort(np.random.RandomState(seed).choice(rows, MAX_REFERENCE + MAX_CALIBRATION, replace=False))
+        return cls.fit(Z[rows], seed)
+
     def separation(self, anomalies: np.ndarray) -> float:
         """AUC of the term between known ``anomalies`` (rows) and the unlabeled rows it was fitted
         on: the share of (anomaly, unlabeled) pairs the prior orders right, ties counting half.
