@@ -160,8 +160,7 @@ class PersistenceMixin:
         except RuntimeError as exc:
             raise InvalidInputError(f"state_dict does not match the config: {exc}") from None
         est.model_ = net.to(est.device_).eval()
-        # made when training resumes (partial_fit): a new AdamW has no state to restore, and
-        # creating a torch optimizer imports torch._dynamo (about a second) which scoring never needs
+        # made when training resumes (partial_fit): a new AdamW has no state to restore
         est.optimizer_ = None
         est.threshold_ = threshold
         est.n_epochs_ = n_epochs

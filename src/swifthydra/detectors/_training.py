@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from swifthydra.nn.optim import Adam
+
 MAX_GRAD_NORM = 5.0
 
 
@@ -26,11 +28,11 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def adamw(net: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    # foreach: one fused update over all parameter tensors instead of a Python loop per tensor
-    return torch.optim.AdamW(
-        net.parameters(), lr=float(lr), weight_decay=float(weight_decay), foreach=True
-    )
+def adamw(net: nn.Module, lr: float, weight_decay: float) -> Adam:
+    """AdamW, as ``torch.optim.AdamW(foreach=True)`` computes it (one update over all parameter
+    tensors instead of a Python loop per tensor) without importing ``torch._dynamo``
+    (:mod:`swifthydra.nn.optim`)."""
+    return Adam(net.parameters(), lr=float(lr), weight_decay=float(weight_decay), decoupled=True, foreach=True)
 
 
 def denormals_flushed() -> bool:

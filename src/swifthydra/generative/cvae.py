@@ -38,6 +38,7 @@ from swifthydra.callbacks import CVAE as CVAE_STAGE
 from swifthydra.callbacks import CVAE_FINETUNE, as_callback_list
 from swifthydra.detectors._training import single_threaded_ops
 from swifthydra.exceptions import InvalidInputError, NotFittedError, TrainingDivergedError
+from swifthydra.nn.optim import Adam
 
 __all__ = ["CVAE", "CVAENet"]
 
@@ -270,7 +271,7 @@ class CVAE(BaseEstimator):
         self.net_ = net.to(self.device_)
         self._np_rng = np.random.default_rng(seed)
         self._torch_gen = torch.Generator(device=self.device_).manual_seed(seed + 1)
-        self._optimizer = None  # made by _train: creating one imports torch._dynamo (~1 s)
+        self._optimizer = None  # made by _train
 
     def _epoch_indices(self, y: np.ndarray) -> np.ndarray:
         n = y.shape[0]
@@ -285,7 +286,7 @@ class CVAE(BaseEstimator):
         report.on_stage_begin(stage, int(epochs))
         net = self.net_
         if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            self._optimizer = Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         x_s = net.standardize(torch.as_tensor(X, device=self.device_))  # (n, d)
         y_t = torch.as_tensor(y, device=self.device_)
         c = net.condition(y_t)  # (n, C)

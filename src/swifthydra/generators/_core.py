@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from swifthydra.nn.optim import Adam
+
 MAX_GUARD_NORMALS = 2000
 
 
@@ -255,7 +257,7 @@ class LatentProposer:
         if self.policy is None:
             # initialised on the CPU (the same weights whatever the device), then on the env's device
             self.policy = GaussianPolicy(env.observation_dim, env.action_dim, seed=seed).to(env.device)
-            self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=PPOConfig.learning_rate, eps=1e-5)
+            self.optimizer = Adam(self.policy.parameters(), lr=PPOConfig.learning_rate, eps=1e-5)
         config = PPOConfig(n_steps=2 * self.horizon, seed=seed + episode)
         cb = as_callback_list(callbacks)
         cb.on_stage_begin(PPO, self.ppo_iterations)

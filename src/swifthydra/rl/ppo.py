@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from swifthydra.exceptions import InvalidInputError, TrainingDivergedError
+from swifthydra.nn.optim import Adam
 from swifthydra.rl.policy import GaussianPolicy
 
 __all__ = [
@@ -206,7 +207,7 @@ def train_agent(
     config: PPOConfig | None = None,
     iterations: int = 10,
     *,
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: Adam | None = None,
     generator: torch.Generator | None = None,
     callback: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
@@ -222,7 +223,7 @@ def train_agent(
         Hyper-parameters; default ``PPOConfig()``.
     iterations : int
         Rollout-and-update cycles.
-    optimizer : torch.optim.Optimizer, optional
+    optimizer : swifthydra.nn.optim.Adam or a torch optimizer, optional
         Pass the same optimiser again to continue training across episodes with its state;
         default a fresh ``Adam(lr=config.learning_rate, eps=1e-5)``.
     generator : torch.Generator, optional
@@ -246,7 +247,7 @@ def train_agent(
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(config.seed)
     if optimizer is None:
-        optimizer = torch.optim.Adam(policy.parameters(), lr=config.learning_rate, eps=1e-5)
+        optimizer = Adam(policy.parameters(), lr=config.learning_rate, eps=1e-5)
 
     n_steps, num_envs = config.n_steps, env.num_envs
     batch_size = n_steps * num_envs
