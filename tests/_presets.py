@@ -1,8 +1,10 @@
 """Model settings shared by test files (imported as a plain module: tests/ is on sys.path)."""
 
 # The smallest SwiftHydra that still runs every stage (C-VAE, PPO, fine-tuning, MoME): for tests
-# about input handling, contracts and files, not accuracy.
+# about input handling, contracts and files, not accuracy. It names the paper's generator ("rl"),
+# which the default ("none") skips, so these tests go through the whole loop.
 MICRO = dict(
+    generator="rl",
     episodes=1,
     generation_params={"ppo_iterations": 1, "num_envs": 4, "horizon": 2, "latent_dim": 2, "cvae_epochs": 2,
                        "finetune_epochs": 1},

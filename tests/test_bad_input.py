@@ -668,7 +668,7 @@ def table_model_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("table_model")
     pd.DataFrame(X0, columns=["a", "b", "c"]).assign(label=Y0).to_csv(tmp / "train.csv", index=False)
     result = CliRunner().invoke(app, ["fit", str(tmp / "train.csv"), "--out", str(tmp / "model"),
-                                      "--label-column", "label", "--quick", "--episodes", "1"])
+                                      "--label-column", "label", "--quick", "--generator", "rl", "--episodes", "1"])
     assert result.exit_code == 0, result.output
     return tmp / "model"
 

@@ -22,7 +22,7 @@ from swifthydra.cli._table import PREPROCESSING_FILE, load_table_model
 from swifthydra.tabular.table import iter_table, table_columns
 
 runner = CliRunner()
-FAST = ["--quick", "--episodes", "1", "--seed", "0"]
+FAST = ["--quick", "--generator", "rl", "--episodes", "1", "--seed", "0"]
 
 
 def _transactions(n=300, seed=0):
@@ -210,6 +210,8 @@ def test_one_line_errors(fitted, tmp_path):
         (("fit", tmp_path / "t.csv", "--label-column", "fraud", "--out", tmp_path / "m"), "label column 'fraud' is not in"),
         (("fit", tmp_path / "t.csv", "--out", d / "model"), "already exists"),
         (("fit", tmp_path / "t.csv", "--out", tmp_path / "notamodel", "--force"), "not a swifthydra model directory"),
+        (("fit", tmp_path / "t.csv", "--episodes", "2", "--out", tmp_path / "m"), "add --generator rl"),
+        (("fit", tmp_path / "t.csv", "--generator", "gan", "--out", tmp_path / "m"), "--generator must be one of"),
         (("fit", tmp_path / "t.csv", "--label-column", "is_fraud", "--reject-missing", "--out", tmp_path / "m"),
          "missing values in columns ['amount', 'merchant']"),
         (("score", tmp_path / "notamodel", tmp_path / "t.csv", "--out", tmp_path / "o.parquet"), "not a swifthydra model directory"),
@@ -371,7 +373,7 @@ def test_fit_with_no_episode_saves_a_model_that_scores(tmp_path):
     data = tmp_path / "t.csv"
     df.to_csv(data, index=False)
     result = _invoke("fit", data, "--out", tmp_path / "m", "--label-column", "is_fraud", "--id-column", "tx_id",
-                     "--quick", "--episodes", "0")
+                     "--quick", "--generator", "rl", "--episodes", "0")
     assert result.exit_code == 0, result.output
     assert "best 0" in result.output
     scored = _invoke("score", tmp_path / "m", data, "--out", tmp_path / "s.csv")

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from swifthydra.cli import app
 
 TOL = 1e-5
-FAST = ["--quick", "--episodes", "1", "--seed", "0"]
+FAST = ["--quick", "--generator", "rl", "--episodes", "1", "--seed", "0"]
 runner = CliRunner()
 
 

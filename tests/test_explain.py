@@ -12,6 +12,7 @@ from swifthydra.exceptions import InvalidInputError
 from swifthydra.explain import attribute, top_contributions
 
 TINY = dict(
+    generator="rl",  # the paper's loop (the default, "none", skips it)
     episodes=1,
     generation_params={"ppo_iterations": 2, "num_envs": 16, "horizon": 3, "latent_dim": 4, "cvae_epochs": 5,
                        "finetune_epochs": 1},

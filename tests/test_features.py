@@ -52,7 +52,7 @@ def test_swift_hydra_scales_with_its_feature_scaler():
     X = _skewed(1, 200)
     y = np.zeros(200, dtype=np.int64)
     y[:6] = 1
-    model = SwiftHydra(**MICRO, generator="none", random_state=0).fit(X, y)
+    model = SwiftHydra(**{**MICRO, "generator": "none"}, random_state=0).fit(X, y)
     seed = seed_from(0)  # the seed SwiftHydra(random_state=0) derives, as the samplers do
     np.testing.assert_array_equal(model._scale(X), FeatureScaler.fit(X, "auto", seed).transform(X))
     np.testing.assert_array_equal(model.center_, model.scaler_.center_)

@@ -52,17 +52,25 @@ def test_tables_rank_the_models_and_count_swifthydra_against_each(ft, tmp_path):
     with ResultStore(sh) as s, ResultStore(cb) as c:
         for i in range(6):
             for seed in (1, 2):
-                s.add(_row(f"d{i}", "swifthydra", 0.9, seed=seed, generator="rl"))
+                s.add(_row(f"d{i}", "swifthydra", 0.9, seed=seed, generator="none"))
                 c.add(_row(f"d{i}", "catboost", 0.8 if i < 5 else 0.95, seed=seed))
         per_type = {"per_type": {"local": {"auc_roc": 0.99, "auc_pr": 0.9}}}
-        s.add(_row("d0", "swifthydra", 0.7, scenario="unseen-type:local", generator="rl", extra=per_type))
+        s.add(_row("d0", "swifthydra", 0.7, scenario="unseen-type:local", generator="none", extra=per_type))
         c.add(_row("d0", "catboost", 0.6, scenario="unseen-type:local", extra=per_type))
-    ft.export("swifthydra", sh)
+    ft.export("none", sh)
     ft.export("peers", cb)
+    rl = tmp_path / "rl.sqlite"
+    with ResultStore(rl) as r:
+        for i in range(6):
+            for seed in (1, 2):
+                r.add(_row(f"d{i}", "swifthydra", 0.85, seed=seed, generator="rl"))
+    ft.export("rl", rl)
     out = ft.tables(markdown=False)
+    assert 'generator="rl"  0.8500' in out  # the rl part's cells, labelled as such beside the defaults
     standard = out.split("standard, labelled ratio 0.05: 6 datasets")[1].splitlines()
     assert standard[2].split()[:4] == ["SwiftHydra()", "0.9000", "0.4500", "1.17"]
-    assert standard[3].split()[:5] == ["CatBoost", "0.8250", "0.4125", "1.83", "5/1"]
+    assert standard[3].split()[:2] == ['generator="rl"', "0.8500"]
+    assert standard[4].split()[:5] == ["CatBoost", "0.8250", "0.4125", "2.67", "5/1"]
     assert "never-labelled types, labelled ratio 0.05: 1 datasets (1 dataset x type cells" in out
     assert "the labelled type, labelled ratio 0.05: 1 datasets (1 dataset x type cells" in out
     labelled = out.split("the labelled type")[1].splitlines()
@@ -75,9 +83,9 @@ def test_unseen_types_are_averaged_per_dataset_before_the_test(ft, tmp_path):
     with ResultStore(sh) as s, ResultStore(cb) as c:
         for i in range(3):
             for kind, (a, b) in {"local": (0.9, 0.5), "global": (0.7, 0.8)}.items():
-                s.add(_row(f"d{i}", "swifthydra", a, scenario=f"unseen-type:{kind}", generator="rl"))
+                s.add(_row(f"d{i}", "swifthydra", a, scenario=f"unseen-type:{kind}", generator="none"))
                 c.add(_row(f"d{i}", "catboost", b, scenario=f"unseen-type:{kind}"))
-    ft.export("swifthydra", sh)
+    ft.export("none", sh)
     ft.export("peers", cb)
     table = ft.summarise(ft._groups(ft._cells())[("never-labelled types", "0.05")])
     assert table["datasets"] == ["d0", "d1", "d2"] and table["cells"] == 6
@@ -89,9 +97,9 @@ def test_unseen_types_are_averaged_per_dataset_before_the_test(ft, tmp_path):
 def test_write_replaces_only_the_generated_block(ft, tmp_path):
     with ResultStore(tmp_path / "sh.sqlite") as s, ResultStore(tmp_path / "cb.sqlite") as c:
         for i in range(3):
-            s.add(_row(f"d{i}", "swifthydra", 0.9, generator="rl"))
+            s.add(_row(f"d{i}", "swifthydra", 0.9, generator="none"))
             c.add(_row(f"d{i}", "catboost", 0.8))
-    ft.export("swifthydra", tmp_path / "sh.sqlite")
+    ft.export("none", tmp_path / "sh.sqlite")
     ft.export("peers", tmp_path / "cb.sqlite")
     page = tmp_path / "README.md"
     page.write_text(f"# title\n\nbefore\n{ft.BEGIN}\nstale table\n{ft.END}\nafter\n")

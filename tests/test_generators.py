@@ -285,7 +285,7 @@ def test_shapes_property(n, d, n_anom, per, name, seed):
 @pytest.mark.parametrize("generator", ["nngmix", "mixup"])
 def test_swifthydra_with_mixing_generators(generator, tmp_path):
     X, y = _data(5, n=200, d=5, n_anom=16, n_labeled=8)
-    model = SwiftHydra(**{**MICRO, "episodes": 2}, generator=generator, random_state=0).fit(X, y)
+    model = SwiftHydra(**{**MICRO, "episodes": 2, "generator": generator}, random_state=0).fit(X, y)
     assert model.cvae_ is None and model.policy_ is None
     kept = [h["kept"] for h in model.history_[1:]]
     assert all(k > 0 for k in kept) and len(model.generated_) == sum(kept[: model.best_episode_])
@@ -326,7 +326,7 @@ def test_swifthydra_scores_pinned(data, generator):
     else:
         X, y = load_builtin("wdbc")
         extra = dict(_PIN)
-    model = SwiftHydra(**merged(MICRO, extra), generator=generator, random_state=0).fit(X, y)
+    model = SwiftHydra(**merged(MICRO, extra, {"generator": generator}), random_state=0).fit(X, y)
     head, mean, n_generated, best = PINNED[(data, generator)]
     s = model.decision_function(X)
     np.testing.assert_allclose(s[:4], head, rtol=0, atol=1e-5)

@@ -12,6 +12,7 @@ from swifthydra import SwiftHydra
 from swifthydra.exceptions import InvalidInputError, ModelFileError, NotFittedError
 
 TINY = dict(
+    generator="rl",  # the paper's loop (the default, "none", skips it)
     episodes=2,
     generation_params={"ppo_iterations": 2, "num_envs": 16, "horizon": 3, "latent_dim": 4, "cvae_epochs": 5,
                        "finetune_epochs": 1},
@@ -78,10 +79,23 @@ def test_same_seed_same_scores():
     np.testing.assert_array_equal(a, b)
 
 
+def test_the_default_generates_nothing_and_rl_runs_the_papers_loop():
+    """``generator="none"`` is the default (docs/benchmarks.md §12): no C-VAE, no episode; the
+    paper's loop is ``generator="rl"``."""
+    assert SwiftHydra().generator == "none"
+    X, y, _ = _data(3)
+    tiny = {k: v for k, v in TINY.items() if k != "generator"}
+    default = SwiftHydra(random_state=0, **tiny).fit(X, y)
+    assert default.cvae_ is None and default.policy_ is None and len(default.history_) == 1
+    assert len(default.generated_) == 0 and default.best_episode_ == 0
+    paper = SwiftHydra(random_state=0, **{**tiny, "generator": "rl"}).fit(X, y)
+    assert paper.policy_ is not None and len(paper.history_) > 1 and len(paper.generated_) > 0
+
+
 @pytest.mark.parametrize("generator", ["cvae", "none"])
 def test_ablations(generator):
     X, y, y_true = _data(2)
-    model = SwiftHydra(random_state=0, generator=generator, inference="large", **TINY).fit(X, y)
+    model = SwiftHydra(random_state=0, inference="large", **{**TINY, "generator": generator}).fit(X, y)
     assert model.mome_ is None
     assert roc_auc_score(y_true, model.decision_function(X)) > 0.85
     if generator == "none":

@@ -21,6 +21,7 @@ from swifthydra.exceptions import InvalidInputError  # noqa: E402
 from swifthydra.onnx_export import OUTPUTS, check_export, export_onnx, onnx_inputs, synthetic_frame  # noqa: E402
 
 TINY = dict(
+    generator="rl",  # the paper's loop (the default, "none", skips it)
     episodes=1,
     generation_params={"ppo_iterations": 2, "num_envs": 16, "horizon": 3, "latent_dim": 4, "cvae_epochs": 5,
                        "finetune_epochs": 1},

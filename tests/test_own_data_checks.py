@@ -19,7 +19,7 @@ from swifthydra.cli._table import PREPROCESSING_FILE, load_table_model
 from swifthydra.datasets import TablePreprocessor, read_table
 from swifthydra.exceptions import InvalidInputError
 
-FAST = ["--quick", "--episodes", "1", "--seed", "0"]
+FAST = ["--quick", "--generator", "rl", "--episodes", "1", "--seed", "0"]
 ROW1 = "(row 1 = the first row after the header)"
 
 

@@ -26,7 +26,7 @@ from swifthydra.tabular.table import (
     parse_formatted_numbers,
 )
 
-FAST = ["--quick", "--episodes", "0", "--seed", "0"]
+FAST = ["--quick", "--generator", "rl", "--episodes", "0", "--seed", "0"]
 
 
 def _amounts(n=300, seed=0):

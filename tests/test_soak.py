@@ -123,7 +123,7 @@ def test_cli_scores_2m_rows_with_flat_memory(tmp_path):
     train = pd.DataFrame(X, columns=columns).assign(label=y)
     train.to_csv(tmp_path / "train.csv", index=False)
     fit = _cli("fit", str(tmp_path / "train.csv"), "--out", str(tmp_path / "model"), "--label-column", "label",
-               "--quick", "--episodes", "1")
+               "--quick", "--generator", "rl", "--episodes", "1")
     assert fit.returncode == 0, fit.stderr
 
     data = tmp_path / "big.parquet"

@@ -42,7 +42,14 @@ def fit(
     ] = None,
     id_column: Annotated[str | None, typer.Option(help="Column of row ids: kept out of the features.")] = None,
     contamination: Annotated[float, typer.Option(help="Expected share of anomalies: sets the threshold of is_anomaly.")] = 0.1,
-    episodes: Annotated[int | None, typer.Option(help="Generation episodes after episode 0 (default 4; 2 with --quick).")] = None,
+    generator: Annotated[
+        str,
+        typer.Option(help="Generated training anomalies: none (the default; measured level with rl at half the fit "
+                     "time) or rl (the paper's PPO agent); cvae, nngmix and mixup are ablations."),
+    ] = "none",
+    episodes: Annotated[
+        int | None, typer.Option(help="Generation episodes after episode 0, with --generator (default 4; 2 with --quick).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same data, same model.")] = 0,
     drop_non_numeric: Annotated[bool, typer.Option(help="Drop non-numeric columns instead of one-hot encoding them.")] = False,
     reject_missing: Annotated[bool, typer.Option(help="Refuse missing values instead of imputing them.")] = False,
@@ -57,13 +64,18 @@ def fit(
     import numpy as np
 
     from swifthydra.callbacks import EpisodeLog, ProgressBar
-    from swifthydra.hydra import SwiftHydra
+    from swifthydra.hydra import _GENERATORS, SwiftHydra
     from swifthydra.presets import QUICK_PARAMS
     from swifthydra.tabular.table import _MAX_CATEGORIES, read_table
 
     _check_new_model_dir(out, force)
     if episodes is not None and episodes < 0:
         raise InvalidInputError(f"--episodes must be >= 0, got {episodes}.")
+    if generator not in _GENERATORS:
+        raise InvalidInputError(f"--generator must be one of {', '.join(_GENERATORS)}, got {generator!r}.")
+    if episodes and generator == "none":
+        raise InvalidInputError(f"--episodes {episodes} runs generation episodes, which --generator none (the default) "
+                                "does not have: add --generator rl (the paper's agent).")
     if max_rows is not None and max_rows < 8:
         raise InvalidInputError(f"--max-rows must be at least 8, got {max_rows}.")
     if not 0 < contamination <= 0.5:
@@ -112,6 +124,7 @@ def fit(
     params: dict[str, Any] = dict(QUICK_PARAMS["swifthydra"]) if quick else {}
     if episodes is not None:
         params["episodes"] = episodes
+    params["generator"] = generator
     est = SwiftHydra(contamination=contamination, random_state=seed, n_jobs=_threads(threads), **params)
     # progress bars on a terminal, one line per stage and episode otherwise (logs, pipes)
     progress = ProgressBar(sys.stderr) if sys.stderr.isatty() else EpisodeLog(sys.stderr)
@@ -146,8 +159,9 @@ def fit(
         check_saved_model(tmp, est, table.X, Path(data), target=out, replacing=replacing)))
     flagged = float(np.mean(est.labels_))
     typer.echo(
-        f"saved {out}: {X.shape[1]} features, {len(est.history_) - 1} episodes (best {est.best_episode_}), "
-        f"threshold {est.threshold_:.4g} ({flagged:.1%} of training rows above it), {fit_seconds:.1f} s; "
+        f"saved {out}: {X.shape[1]} features, "
+        + (f"{len(est.history_) - 1} {generator} episodes (best {est.best_episode_}), " if generator != "none" else "")
+        + f"threshold {est.threshold_:.4g} ({flagged:.1%} of training rows above it), {fit_seconds:.1f} s; "
         f"self-check ok ({checked['rows']} training rows re-read and re-scored from the saved files, max |score "
         f"difference| {checked['max_difference']:.1e})"
     )

@@ -83,8 +83,10 @@ def info(
         f"{summary['swifthydra_version']} on {summary['created']}",
         f"scorer         {scorer}; {summary['n_features']} features",
         f"threshold      {summary['threshold']:.6g} (score > threshold = anomaly; contamination {summary['contamination']})",
-        f"training       {max(len(history) - 1, 0)} of {summary['episodes']} episodes run (generator {summary['generator']}), "
-        f"best episode {summary['best_episode']}, pseudo-labels {'yes' if summary['pseudo_labels'] else 'no'}",
+        (f"training       {max(len(history) - 1, 0)} of {summary['episodes']} episodes run (generator {summary['generator']}), "
+         f"best episode {summary['best_episode']}, " if summary["generator"] != "none" else
+         "training       no generated anomalies (generator none), ")
+        + f"pseudo-labels {'yes' if summary['pseudo_labels'] else 'no'}",
     ]
     lines.append(
         f"skewed columns Yeo-Johnson on {len(power_features)}: {_short_list(power_features)}"
