@@ -315,7 +315,8 @@ def test_swifthydra_generators_through_the_cli(app, tmp_path):
     out = tmp_path / "sh.sqlite"
     params = []
     for key, value in MICRO.items():
-        params += ["--param", f"swifthydra.{key}={json.dumps(value)}"]
+        if key != "generator":  # --generators chooses it here
+            params += ["--param", f"swifthydra.{key}={json.dumps(value)}"]
     res = CliRunner().invoke(app, [
         "bench", "--datasets", "builtin:wine", "--seeds", "1", "--labeled-ratio", "0.1",
         "--models", "swifthydra", "--generators", "none,cvae", *params, "--jobs", "0",
