@@ -85,6 +85,23 @@ def _former_scans() -> dict:
     return {"recurrent": Recurrent.apply, "sequential": sequential}
 
 
+def _train_step_ms(net, x, y, steps: int, **adamw) -> float:
+    """Median ms of ``steps`` AdamW training steps of ``net`` on ``(x, y)``, after 5 warm-up steps."""
+    import statistics
+
+    import torch
+
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, **adamw)
+    times = []
+    for _ in range(steps + 5):
+        t = time.perf_counter()
+        opt.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(net(x), y).backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times[5:])
+
+
 def scan_step_ms(steps: int, rounds: int) -> list[tuple[str, float, float]]:
     """(mode, ms per training step, ms per 2,048-row scoring batch) of the default network."""
     import statistics
@@ -109,14 +126,8 @@ def scan_step_ms(steps: int, rounds: int) -> list[tuple[str, float, float]]:
             try:
                 torch.manual_seed(0)
                 net = MambaScorer(16, "patch", MambaConfig(**cfg, scan_mode=mode), tokenizer_kwargs={"max_tokens": 8})
-                opt = torch.optim.AdamW(net.parameters(), 1e-3)
-                train, score = [], []
-                for _ in range(steps + 5):
-                    t = time.perf_counter()
-                    opt.zero_grad()
-                    torch.nn.functional.binary_cross_entropy_with_logits(net(x), y).backward()
-                    opt.step()
-                    train.append(time.perf_counter() - t)
+                train_ms = _train_step_ms(net, x, y, steps)
+                score = []
                 with torch.no_grad():
                     for _ in range(steps // 4 + 2):
                         t = time.perf_counter()
@@ -124,7 +135,7 @@ def scan_step_ms(steps: int, rounds: int) -> list[tuple[str, float, float]]:
                         score.append(time.perf_counter() - t)
             finally:
                 mamba._SCANS.update(saved)
-            best[label][0] = min(best[label][0], 1000 * statistics.median(train[5:]))
+            best[label][0] = min(best[label][0], train_ms)
             best[label][1] = min(best[label][1], 1000 * statistics.median(score[2:]))
     rows = [(label, *best[label]) for label, _, _ in configs]
     return rows
@@ -142,7 +153,6 @@ SIZES = {  # label: (MambaConfig changes, tokens)
 
 def size_step_ms(steps: int, rounds: int) -> list[tuple[str, float]]:
     """(size, ms per training step of 256 rows, one thread) for each entry of :data:`SIZES`."""
-    import statistics
 
     import torch
 
@@ -158,15 +168,7 @@ def size_step_ms(steps: int, rounds: int) -> list[tuple[str, float]]:
             cfg = MambaConfig(**{"d_model": 32, "n_layers": 2, "d_state": 4, "expand": 2, "bidirectional": True,
                                  **changes})
             net = MambaScorer(16, "patch", cfg, tokenizer_kwargs={"max_tokens": tokens})
-            opt = torch.optim.AdamW(net.parameters(), 1e-3, foreach=True)
-            times = []
-            for _ in range(steps + 5):
-                t = time.perf_counter()
-                opt.zero_grad()
-                torch.nn.functional.binary_cross_entropy_with_logits(net(x), y).backward()
-                opt.step()
-                times.append(time.perf_counter() - t)
-            best[label] = min(best[label], 1000 * statistics.median(times[5:]))
+            best[label] = min(best[label], _train_step_ms(net, x, y, steps, foreach=True))
     return list(best.items())
 
 
