@@ -41,7 +41,10 @@ STAGES = [
     ("reward: terms (k-NN entropy, guard)", "swifthydra.rl.reward", "HydraReward.terms"),
     ("reward: update (k-NN structures)", "swifthydra.rl.reward", "HydraReward.update"),
     ("selection (select_top)", "swifthydra.rl.reward", "select_top"),
+    ("MoME: expert-count search (Gaussian mixtures)", "swifthydra.detectors.mome", "choose_num_experts"),
     ("MoME: distillation epochs", "swifthydra.detectors.mome", "MoME.fit"),
+    ("density prior: fit (reference rows, scale)", "swifthydra.hydra", "SwiftHydra._fit_prior"),
+    ("density prior: k-NN term", "swifthydra.detectors.prior", "DensityPrior.term"),
     ("scoring the training rows", "swifthydra.hydra", "SwiftHydra._score_scaled"),
 ]
 

@@ -285,6 +285,60 @@ def test_two_threads_train_the_detector_beside_the_cvae_with_the_same_scores():
     np.testing.assert_array_equal(scores[1], scores[2])
 
 
+def test_without_generation_n_jobs_2_runs_the_data_only_parts_beside_the_detector(monkeypatch):
+    """The default (no generator): with n_jobs=2 the density prior and the MoME's expert-count
+    search run on a second thread while the large detector trains on the caller's; the scores,
+    the number of experts and the prior equal those of n_jobs=1, and MoME.fit does not search
+    again."""
+    import threading
+
+    from swifthydra.detectors import mome as mome_module
+    from swifthydra.detectors import prior as prior_module
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 6))
+    X[:15] += 3
+    y = (np.arange(300) < 6).astype(np.int64)
+    real_search, real_prior = mome_module.choose_num_experts, prior_module.DensityPrior.fit_unlabeled.__func__
+    for n_jobs in (1, 2):
+        seen = []
+
+        def search_spy(*args, seen=seen, **kwargs):
+            seen.append(("search", threading.current_thread().name))
+            return real_search(*args, **kwargs)
+
+        def prior_spy(cls, *args, seen=seen, **kwargs):
+            seen.append(("prior", threading.current_thread().name))
+            return real_prior(cls, *args, **kwargs)
+
+        monkeypatch.setattr(mome_module, "choose_num_experts", search_spy)
+        monkeypatch.setattr(prior_module.DensityPrior, "fit_unlabeled", classmethod(prior_spy))
+        fast = {"detector_params": {"max_epochs": 2}, "mome_params": {"max_epochs": 2}}
+        model = SwiftHydra(**fast, n_jobs=n_jobs, random_state=0).fit(X, y)
+        if n_jobs == 1:
+            reference = (model.decision_function(X), model.mome_.n_experts_, model.prior_scale_)
+            assert sorted(seen) == [("prior", "MainThread"), ("search", "MainThread")]
+        else:
+            assert [what for what, _ in sorted(seen)] == ["prior", "search"]  # once each: fit does not search again
+            assert all(name.startswith("swifthydra") for _, name in seen)
+            np.testing.assert_array_equal(model.decision_function(X), reference[0])
+            assert (model.mome_.n_experts_, model.prior_scale_) == reference[1:]
+
+
+def test_search_experts_gives_fit_the_count_its_own_search_finds():
+    from swifthydra.detectors import MoME
+
+    rng = np.random.RandomState(1)
+    X = np.vstack([rng.normal(size=(150, 4)), rng.normal(6, 1, size=(150, 4))]).astype(np.float32)
+    y = (np.arange(300) < 5).astype(np.int64)
+    own = MoME(max_epochs=1, random_state=3).fit(X, y)
+    early = MoME(max_epochs=1, random_state=3).search_experts(X).fit(X, y)
+    assert early.n_experts_ == own.n_experts_
+    np.testing.assert_array_equal(early.decision_function(X), own.decision_function(X))
+    with pytest.raises(InvalidInputError, match="NaN|finite"):
+        MoME().search_experts(np.full((10, 2), np.nan))
+
+
 def test_selection_and_the_reward_update_run_on_one_intra_op_thread_with_n_jobs_2(monkeypatch):
     """Selecting the kept candidates and updating the reward's k-NN structures are hundreds of
     small ops: with an intra-op pool each waits for the pool's threads, which cost 50 times the

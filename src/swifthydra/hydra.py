@@ -29,6 +29,7 @@ reward-based selection and guard; the proposal and selection steps are those of
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Iterator
@@ -402,6 +403,29 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         params["random_state"] = seed
         return MoME(**params)
 
+    def _data_only_beside(self) -> bool:
+        """Run :meth:`_data_only_parts` on a second thread: with two or more threads (``n_jobs``)
+        on CPU, unless the C-VAE already takes that thread (docs/design.md §4.4)."""
+        from swifthydra._torch import resolve_device
+
+        return (
+            not self._side_by_side()
+            and torch.get_num_threads() >= 2
+            and resolve_device(self.device).type == "cpu"
+        )
+
+    def _data_only_parts(self, Z: np.ndarray, y: np.ndarray, X_fit: np.ndarray, seed: int, experts: bool):
+        """The parts of a fit that need the data but none of the networks: the density prior
+        fitted on the unlabeled rows, its term on every training row, and (``experts``: when no
+        generated rows will join the MoME's training rows) the MoME, its number of experts searched
+        on the rows it will train on. ``(prior or None, term or None, MoME or None)``."""
+        from swifthydra.detectors.prior import DensityPrior
+
+        prior = DensityPrior.fit_unlabeled(Z, y, seed) if self.prior_weight != 0 else None
+        term = None if prior is None else prior.term(Z)
+        mome = self._make_mome(seed).search_experts(X_fit) if experts and self.inference == "mome" else None
+        return prior, term, mome
+
     def _side_by_side(self) -> bool:
         """Train the detector and the C-VAE on two threads: with two or more threads (``n_jobs``)
         on CPU and a C-VAE to train (docs/design.md §4.4)."""
@@ -470,19 +494,25 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         total = 1 + (0 if self.generator == "none" else self.episodes)
         self.history_ = []
         t0 = time.perf_counter()
-        self._episode_zero(data, seed, total, cb)  # §4, §5: W and G on the real rows
-        generated = np.empty((0, X.shape[1]), dtype=np.float32)
-        self.policy_ = None
-        self.best_episode_ = 0  # a fitted attribute after every fit, also with no episode to run
-        if self.generator != "none" and self.episodes > 0:
-            generated = self._self_reinforce(data, seed, total, cb)  # §6-§8: episodes 1..E
+        generating = self.generator != "none" and self.episodes > 0
+        # §4.4: what needs the data alone (the density prior; without generated rows, the MoME's
+        # number of experts) runs on a second thread beside the networks when there is one
+        data_only = functools.partial(self._data_only_parts, Z, y, X_fit, seed, not generating)
+        with _alongside(data_only, self._data_only_beside()) as parts:
+            self._episode_zero(data, seed, total, cb)  # §4, §5: W and G on the real rows
+            generated = np.empty((0, X.shape[1]), dtype=np.float32)
+            self.policy_ = None
+            self.best_episode_ = 0  # a fitted attribute after every fit, also with no episode to run
+            if generating:
+                generated = self._self_reinforce(data, seed, total, cb)  # §6-§8: episodes 1..E
+            prior, prior_term, mome = parts()
         self.generated_ = self._unscale(generated)
         self._anchors = data.anchors
-        self._fit_inference_model(X_fit, y_fit, generated, seed, cb)  # §9: the MoME, distilled from W
+        self._fit_inference_model(X_fit, y_fit, generated, seed, cb, mome)  # §9: the MoME, distilled from W
         raw = self._score_scaled(Xs)
-        self._fit_prior(Z, y, raw, seed)  # §10.1: the k-NN density prior, scaled to the scores
+        self._fit_prior(prior, Z, y, raw)  # §10.1: the k-NN density prior, scaled to the scores
         self.fit_seconds_ = time.perf_counter() - t0
-        self.decision_scores_ = self._with_prior(raw, Z)  # §10: training scores and threshold
+        self.decision_scores_ = raw if self.prior_ is None else raw + self.prior_scale_ * prior_term  # §10
         self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
@@ -577,7 +607,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         )
         cb.on_episode_end(0, total, self.history_[-1])
 
-    def _fit_inference_model(self, Xs, y, generated, seed: int, cb) -> None:
+    def _fit_inference_model(self, Xs, y, generated, seed: int, cb, mome=None) -> None:
         """The MoME learns from every real row (the held-out ones included) and the kept
         generated anomalies, distilled from the large detector."""
         X_comb, y_comb, w_comb = self._combined(Xs, y, generated)
@@ -587,7 +617,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
             teacher = self.detector_.decision_function(X_comb) if self.distill else None
             t1 = time.perf_counter()
             with _stage("inference model (training the mixture of experts after the last episode)"):
-                self.mome_ = self._make_mome(seed).fit(
+                self.mome_ = (mome if mome is not None else self._make_mome(seed)).fit(
                     X_comb, y_comb, sample_weight=w_comb, teacher_scores=teacher, callbacks=cb
                 )
             self.mome_seconds_ = time.perf_counter() - t1
@@ -729,18 +759,18 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
             return scores
         return scores + self.prior_scale_ * self.prior_.term(Z)
 
-    def _fit_prior(self, Z: np.ndarray, y: np.ndarray, raw: np.ndarray, seed: int) -> None:
-        """Fit the k-NN density prior on the unlabeled rows and scale it to the network's scores:
+    def _fit_prior(self, prior, Z: np.ndarray, y: np.ndarray, raw: np.ndarray) -> None:
+        """Weigh the k-NN density ``prior`` (fitted on the unlabeled rows by
+        :meth:`_data_only_parts`; ``None`` without one) and scale it to the network's scores:
         ``prior_weight`` times the interquartile range of the unlabeled rows' scores. The prior's
         rows are standardised, not power-transformed: the transform shrinks the long tails where
         anomalies lie (docs/design.md §10.1)."""
-        from swifthydra.detectors.prior import DensityPrior, spread
+        from swifthydra.detectors.prior import spread
 
         self.prior_, self.prior_scale_ = None, 0.0
         self.prior_auc_, self.prior_weight_ = float("nan"), 0.0
         y = np.asarray(y)
         unlabeled = np.flatnonzero(y == 0)
-        prior = DensityPrior.fit_unlabeled(Z, y, seed) if self.prior_weight != 0 else None
         if prior is None:
             return
         known = np.flatnonzero(y == 1)

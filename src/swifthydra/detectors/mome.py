@@ -185,12 +185,8 @@ class MoME(NeuralDetector):
 
     def _build_net(self, n_features: int, X: np.ndarray | None, seed: int) -> nn.Module:
         if X is not None:  # fitting; from_config sets n_experts_ beforehand
-            if self.n_experts == "auto":
-                self.n_experts_ = choose_num_experts(
-                    X, max_rows=int(self.gmm_max_rows), random_state=seed
-                )
-            else:
-                self.n_experts_ = int(self.n_experts)
+            searched = self.__dict__.pop("_searched", None)  # search_experts() ran on these rows
+            self.n_experts_ = searched if searched is not None else self._expert_count(X, seed)
         kwargs = {}
         if self.tokenizer == "patch":
             kwargs = {"max_tokens": int(self.max_tokens)}
@@ -206,6 +202,26 @@ class MoME(NeuralDetector):
             dropout=float(self.dropout),
             tokenizer_kwargs=kwargs,
         )
+
+    def _expert_count(self, X: np.ndarray, seed: int) -> int:
+        if self.n_experts != "auto":
+            return int(self.n_experts)
+        return choose_num_experts(X, max_rows=int(self.gmm_max_rows), random_state=seed)
+
+    def search_experts(self, X: Any) -> MoME:
+        """Run the search for the number of experts (``n_experts="auto"``) now, on the rows the
+        next :meth:`fit` will get, so that ``fit`` skips it: SwiftHydra runs it on a second
+        thread while its large detector trains. ``fit`` on other rows would use a count searched
+        on these. Same count as ``fit``'s own search.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X = check_X(X, name="X", dtype=np.float32)
+        self._searched = self._expert_count(X, self._seed())
+        return self
 
     def _net_numel(self, n_features: int) -> int:
         kwargs = {}
