@@ -43,7 +43,7 @@ STAGES = [
     ("selection (select_top)", "swifthydra.rl.reward", "select_top"),
     ("MoME: expert-count search (Gaussian mixtures)", "swifthydra.detectors.mome", "choose_num_experts"),
     ("MoME: distillation epochs", "swifthydra.detectors.mome", "MoME.fit"),
-    ("density prior: fit (reference rows, scale)", "swifthydra.hydra", "SwiftHydra._fit_prior"),
+    ("density prior: fit (reference rows, calibration)", "swifthydra.detectors.prior", "DensityPrior.fit_unlabeled"),
     ("density prior: k-NN term", "swifthydra.detectors.prior", "DensityPrior.term"),
     ("scoring the training rows", "swifthydra.hydra", "SwiftHydra._score_scaled"),
 ]
@@ -82,7 +82,10 @@ class Profiler:
             for part in parents:
                 owner = getattr(owner, part)
             original = owner.__dict__[name] if name in getattr(owner, "__dict__", {}) else getattr(owner, name)
-            setattr(owner, name, self.wrap(label, original))
+            if isinstance(original, classmethod):
+                setattr(owner, name, classmethod(self.wrap(label, original.__func__)))
+            else:
+                setattr(owner, name, self.wrap(label, original))
             undo.append((owner, name, original))
             # functions re-exported by a package (``from swifthydra.rl import train_agent``)
             if not parents:

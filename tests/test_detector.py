@@ -213,17 +213,16 @@ def test_mome_scoring_dispatches_each_row_to_one_expert(data):
     for K in (4, 16):
         est = MoME(random_state=0, **{**SMALL_MOME, "n_experts": K, "max_epochs": 1}).fit(X, weak)
         rows = [0] * K
+        experts = est.model_.experts
+        real_call = experts.call
 
-        def count(module, args, output, e, rows=rows):
-            rows[e] += args[0].shape[0]
+        def count(e, x, rows=rows, real_call=real_call):
+            rows[e] += x.shape[0]
+            return real_call(e, x)
 
-        hooks = [
-            expert.register_forward_hook(lambda m, a, o, e=e: count(m, a, o, e))
-            for e, expert in enumerate(est.model_.experts)
-        ]
+        experts.call = count
         est.decision_function(Xt)
-        for h in hooks:
-            h.remove()
+        del experts.call
         processed[K] = sum(rows)
         np.testing.assert_array_equal(
             np.bincount(est.expert_assignment(Xt).ravel(), minlength=K), rows

@@ -212,3 +212,38 @@ def test_the_library_reads_model_directories_without_the_cli():
     modules = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     modules += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in modules if m == "swifthydra.cli" or m.startswith("swifthydra.cli.")]
+
+
+def test_a_model_directory_of_format_1_loads_with_the_same_scores(fitted, tmp_path):
+    """Format 1 held each MoME expert's tensors apart (``mome.experts.<e>.<name>``); format 2
+    stacks them (``mome.experts.stacked.<name>``). A format-1 directory loads and scores the same."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    from swifthydra.io import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
+
+    d, new, cli = fitted
+    old = tmp_path / "format1"
+    shutil.copytree(d / "model", old)
+    tensors = load_file(str(old / WEIGHTS_FILE))
+    stacked = {k: v for k, v in tensors.items() if k.startswith("mome.experts.stacked.")}
+    assert stacked and FORMAT_VERSION == 2
+    for key, value in stacked.items():
+        name = key[len("mome.experts.stacked."):]
+        del tensors[key]
+        tensors.update({f"mome.experts.{e}.{name}": value[e].clone() for e in range(value.shape[0])})
+    save_file(tensors, str(old / WEIGHTS_FILE))
+    meta = json.loads((old / CONFIG_FILE).read_text())
+    meta["format_version"] = 1
+    meta["config"]["mome"]["format_version"] = 1
+    meta["weights_sha256"] = hashlib.sha256((old / WEIGHTS_FILE).read_bytes()).hexdigest()
+    (old / CONFIG_FILE).write_text(json.dumps(meta))
+    np.testing.assert_allclose(load_model(old).decision_function(new), cli["score"], rtol=0, atol=1e-12)
+    # a format-1 file missing one expert's tensor is named, not half-loaded
+    del tensors[next(k for k in tensors if k.startswith("mome.experts.1."))]
+    save_file(tensors, str(old / WEIGHTS_FILE))
+    meta["weights_sha256"] = hashlib.sha256((old / WEIGHTS_FILE).read_bytes()).hexdigest()
+    (old / CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="experts"):
+        load_model(old)

@@ -66,20 +66,19 @@ def _net(K, top_k=1, seed=0, n_features=5):
 
 
 class _RowCounter:
-    """Forward hooks counting calls and rows seen by each expert."""
+    """Counts the calls and rows of each expert (the experts' one entry point when scoring)."""
 
     def __init__(self, net):
         self.calls = [0] * net.n_experts
         self.rows = [0] * net.n_experts
-        for e, expert in enumerate(net.experts):
-            expert.register_forward_hook(self._hook(e))
+        real_call = net.experts.call
 
-    def _hook(self, e):
-        def hook(module, args, output):
+        def call(e, x):
             self.calls[e] += 1
-            self.rows[e] += args[0].shape[0]
+            self.rows[e] += x.shape[0]
+            return real_call(e, x)
 
-        return hook
+        net.experts.call = call
 
 
 @pytest.mark.parametrize("top_k", [1, 2])
@@ -171,3 +170,91 @@ def test_dense_mode_sends_every_row_to_expert_zero_and_upcycle_copies_it():
         for other in outputs[1:]:
             torch.testing.assert_close(other, outputs[0])
         torch.testing.assert_close(net(x), out.detach())  # any routing now gives the dense output
+
+
+def _loop_forward(net, x):
+    """The training forward one expert after another (the oracle of the batched step)."""
+    z = net.scaler(x)
+    probs, index = net.route(z, sample=True)
+    chosen = probs.gather(1, index)
+    weights = chosen / chosen.sum(-1, keepdim=True).detach()
+    out = z.new_zeros(z.shape[0])
+    for j in range(index.shape[1]):
+        for e in range(net.n_experts):
+            rows = torch.nonzero(index[:, j] == e).squeeze(1)
+            if len(rows):
+                out = out.index_add(0, rows, weights[rows, j] * net.experts.call(e, z[rows]))
+    return out
+
+
+@pytest.mark.parametrize(("K", "top_k"), [(5, 1), (6, 2), (1, 1)])
+def test_the_batched_training_step_equals_one_expert_after_another(K, top_k):
+    """While training, every expert runs at once on its rows padded to the largest group; the
+    logits and every gradient equal those of running the experts one by one."""
+    net = _net(K, top_k, seed=2).train()
+    x = torch.randn(97, 5)
+    grads = []
+    for forward in (lambda: net(x), lambda: _loop_forward(net, x)):
+        torch.manual_seed(7)  # the same Gumbel draws: the same routing
+        net.zero_grad(set_to_none=True)
+        out = forward()
+        (out * torch.linspace(-1, 1, len(out))).sum().backward()
+        grads.append((out.detach(), {n: p.grad for n, p in net.named_parameters() if p.grad is not None}))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-6)
+    assert grads[0][1].keys() == grads[1][1].keys() and "experts.stacked.head.weight" in grads[0][1]
+    for name, g in grads[0][1].items():
+        torch.testing.assert_close(g, grads[1][1][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_the_experts_weights_are_stacked_and_copies_read_them():
+    net = _net(3, seed=4)
+    names = [n for n, _ in net.named_parameters()]
+    assert all(not n.startswith("experts.") or n.startswith("experts.stacked.") for n in names)
+    stacked = dict(net.named_parameters())["experts.stacked.head.weight"]
+    assert stacked.shape[0] == 3
+    copies = list(net.experts)
+    assert len(copies) == len(net.experts) == 3
+    torch.testing.assert_close(copies[2].head.weight, stacked[2])
+    with torch.no_grad():
+        copies[2].head.weight.add_(1.0)  # a copy: the mixture does not change
+    torch.testing.assert_close(net.experts[2].head.weight, stacked[2])
+    with pytest.raises(IndexError):
+        net.experts[3]
+
+
+def test_a_state_dict_from_before_the_stacking_loads():
+    """Files saved when each expert was its own module (``experts.<e>.<name>``) still load."""
+    net = _net(4, seed=5).eval()
+    old = {k: v for k, v in net.state_dict().items() if not k.startswith("experts.")}
+    for e, expert in enumerate(net.experts):
+        old.update({f"experts.{e}.{k}": v for k, v in expert.state_dict().items()})
+    fresh = _net(4, seed=6).eval()
+    fresh.load_state_dict(old)
+    x = torch.randn(40, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), net(x), rtol=0, atol=0)
+
+
+def test_threads_scoring_side_by_side_get_the_scores_of_one_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = _net(6, seed=8).eval()
+    xs = [torch.randn(500, 5) for _ in range(8)]
+    with torch.no_grad():
+        alone = [net(x) for x in xs]
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda x: net(x), xs))
+    for a, b in zip(alone, together, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_mixture_pickles_and_deep_copies():
+    import copy
+    import pickle
+
+    net = _net(3, seed=9).eval()
+    x = torch.randn(30, 5)
+    with torch.no_grad():
+        net(x)  # builds this thread's template
+        for other in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+            torch.testing.assert_close(other(x), net(x), rtol=0, atol=0)

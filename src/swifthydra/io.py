@@ -34,7 +34,9 @@ from typing import Any
 
 from swifthydra.exceptions import ModelFileError
 
-FORMAT_VERSION = 1
+# 2: a MoME's expert weights are stacked (one tensor per parameter, ``experts.stacked.<name>``);
+# format 1 files (``experts.<e>.<name>``) still load
+FORMAT_VERSION = 2
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 

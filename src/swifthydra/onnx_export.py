@@ -90,6 +90,8 @@ def _scorer_module(est):
             self.register_buffer("threshold", torch.tensor(float(est.threshold_), dtype=torch.float64))
             self.net = net
             self.mome = isinstance(net, MoMENet)
+            if self.mome:  # each expert as its own module, for the graph that runs them all
+                self.experts = nn.ModuleList(net.experts)
             prior = getattr(est, "prior_", None)  # the density prior (docs/design.md §10.1)
             self.has_prior = prior is not None
             if self.has_prior:
@@ -102,7 +104,7 @@ def _scorer_module(est):
         def _mome(self, z: torch.Tensor) -> torch.Tensor:
             """Every expert on every row, the routed one(s) kept (``export_onnx(routed=False)``)."""
             x, index, weights = self.route(z)
-            outs = torch.stack([expert(x) for expert in self.net.experts], dim=1)  # (B, K) dense
+            outs = torch.stack([expert(x) for expert in self.experts], dim=1)  # (B, K) dense
             return (outs.gather(1, index) * weights).sum(1)  # (B,)
 
         def route(self, z: torch.Tensor):

@@ -15,7 +15,8 @@ from swifthydra.exceptions import InvalidInputError
 from swifthydra.io import to_jsonable
 from swifthydra.nn.mamba import MambaConfig
 
-CONFIG_FORMAT_VERSION = 1
+# 2: a MoME's expert weights are stacked (``MoME._upgrade_state_dict`` reads format 1)
+CONFIG_FORMAT_VERSION = 2
 
 
 def scorer_numel(
@@ -111,6 +112,7 @@ class PersistenceMixin:
             if not isinstance(arch, dict):
                 raise InvalidInputError("config.architecture must be a JSON object.")
             est._restore_architecture(arch)
+            state_dict = est._upgrade_state_dict(state_dict)
             n_features = config["n_features_in"]
             check_int("n_features_in", n_features, 1)
             # every layer and expert owns tensors: more than the file holds cannot match it
@@ -169,6 +171,10 @@ class PersistenceMixin:
 
     def _restore_architecture(self, arch: dict[str, Any]) -> None:
         pass
+
+    def _upgrade_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """``state_dict`` as this version's network names its tensors (an older layout renamed)."""
+        return state_dict
 
     def _net_numel(self, n_features: int) -> int:
         """How many values the state_dict of ``_build_net(n_features, ...)`` holds, by arithmetic

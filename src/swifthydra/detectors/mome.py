@@ -17,7 +17,7 @@ from swifthydra.detectors._persistence import scorer_numel
 from swifthydra.detectors._training import adamw
 from swifthydra.detectors.base import NeuralDetector
 from swifthydra.exceptions import InvalidInputError
-from swifthydra.nn.moe import MoMENet, choose_num_experts
+from swifthydra.nn.moe import MoMENet, StackedExperts, choose_num_experts
 
 
 class MoME(NeuralDetector):
@@ -263,6 +263,10 @@ class MoME(NeuralDetector):
             raise InvalidInputError("MoME config lacks architecture.n_experts.")
         check_int("architecture.n_experts", arch["n_experts"], 1, 1024)
         self.n_experts_ = int(arch["n_experts"])
+
+    def _upgrade_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        # format 1 held each expert as its own module: experts.<e>.<name>
+        return StackedExperts.upgrade_state_dict(state_dict, "experts.", int(self.n_experts_))
 
     def _distill_loss(
         self, logits: torch.Tensor, teacher: torch.Tensor, w: torch.Tensor
