@@ -16,7 +16,12 @@
    two layers (``MambaDetector``'s default), one layer (SwiftHydra's), 4 tokens, state size 2, and
    one layer with state size 2 or inner width halved; interleaved rounds, best median.
 
-    python benchmarks/epoch_time.py [--repeat 3] [--steps 40] [--only-scan] [--sizes]
+5. (``--mome``) one training step of the default MoME's network (9 features, 4, 8 or 16 experts,
+   256 rows, one thread, AdamW): the experts' weights stacked and run as one batched computation
+   (the default), stacked but run one expert after another, and the layout before the stacking
+   (one module per expert, a Python loop; kept below, so the comparison can be re-run).
+
+    python benchmarks/epoch_time.py [--repeat 3] [--steps 40] [--only-scan] [--sizes] [--mome]
 """
 
 from __future__ import annotations
@@ -172,14 +177,77 @@ def size_step_ms(steps: int, rounds: int) -> list[tuple[str, float]]:
     return list(best.items())
 
 
+def _former_mome(net):
+    """The MoME's network as it was before its experts' weights were stacked: one module per
+    expert and a Python loop over the experts that have rows (same values as ``net``)."""
+    import torch
+    from torch import nn
+
+    class Former(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scaler, self.gate, self.top_k, self.n_experts = net.scaler, net.gate, net.top_k, net.n_experts
+            self.experts = nn.ModuleList(list(net.experts))
+
+        def forward(self, x):
+            x = self.scaler(x)
+            probs, index = type(net).route(self, x, sample=self.training)
+            chosen = probs.gather(1, index)
+            weights = (chosen / chosen.sum(-1, keepdim=True).detach()).reshape(-1)
+            flat = index.reshape(-1)
+            order = torch.sort(flat).indices
+            rows_of = order // self.top_k if self.top_k > 1 else order
+            out, start = x.new_zeros(x.shape[0]), 0
+            for e, count in enumerate(torch.bincount(flat, minlength=self.n_experts).tolist()):
+                if count:
+                    slot, rows = order[start:start + count], rows_of[start:start + count]
+                    start += count
+                    out = out.index_add(0, rows, weights.index_select(0, slot) * self.experts[e](x.index_select(0, rows)))
+            return out
+
+    return Former()
+
+
+def mome_step_ms(steps: int, rounds: int) -> list[tuple[int, str, float]]:
+    """(experts, layout, ms per training step of 256 rows, one thread) of the default MoME's net."""
+    import torch
+
+    from swifthydra.detectors import MoME
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    x, y = torch.randn(256, 9), (torch.rand(256) < 0.5).float()
+    layouts = ("stacked, one batched computation (the default)", "stacked, one expert after another",
+               "one module per expert (before the stacking)")
+    best = {(k, label): float("inf") for k in (4, 8, 16) for label in layouts}
+    for _ in range(rounds):
+        for k in (4, 8, 16):
+            for label in layouts:
+                torch.manual_seed(0)
+                mome = MoME(n_experts=k)
+                mome.n_experts_ = k
+                net = mome._build_net(9, None, 0).train()
+                if label == layouts[1]:
+                    net._batched_training = False
+                elif label == layouts[2]:
+                    net = _former_mome(net).train()
+                best[k, label] = min(best[k, label], _train_step_ms(net, x, y, steps, foreach=True))
+    return [(k, label, ms) for (k, label), ms in best.items()]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--only-scan", action="store_true", help="only the per-step timings of item 3")
     p.add_argument("--sizes", action="store_true", help="only the training step of each size of item 4")
+    p.add_argument("--mome", action="store_true", help="only the MoME training steps of item 5")
     args = p.parse_args()
 
+    if args.mome:
+        for k, label, ms in mome_step_ms(args.steps, args.repeat):
+            print(f"MoME network, {k} experts, 1 thread, {label}: {ms:.2f} ms per training step (256 rows)")
+        return
     if args.sizes:
         for label, ms in size_step_ms(args.steps, args.repeat):
             print(f"MambaScorer, 1 thread, {label}: {ms:.1f} ms per training step (256 rows)")
