@@ -40,32 +40,62 @@ then refitted with them.
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from swifthydra.exceptions import InvalidInputError
-from swifthydra.generators._samplers import (
-    BaseGenerator,
-    CVAEGenerator,
-    GeneratedWeightsWarning,
-    MixupGenerator,
-    NNGMixGenerator,
-    NoGenerator,
-    RLGenerator,
-    WeightedPipeline,
-    anomaly_probability,
-    default_estimator,
-    make_weighted_pipeline,
-)
-from swifthydra.generators.loop import SelfReinforcingClassifier
 
-#: generator name -> class
-GENERATORS: dict[str, type[BaseGenerator]] = {
-    "none": NoGenerator,
-    "mixup": MixupGenerator,
-    "nngmix": NNGMixGenerator,
-    "cvae": CVAEGenerator,
-    "rl": RLGenerator,
+if TYPE_CHECKING:
+    from swifthydra.generators._samplers import (
+        BaseGenerator,
+        CVAEGenerator,
+        GeneratedWeightsWarning,
+        MixupGenerator,
+        NNGMixGenerator,
+        NoGenerator,
+        RLGenerator,
+        WeightedPipeline,
+        anomaly_probability,
+        default_estimator,
+        make_weighted_pipeline,
+    )
+    from swifthydra.generators.loop import SelfReinforcingClassifier
+
+# Imported when first used (PEP 562): SwiftHydra's own loop needs only ``_core`` and
+# ``_episodes``, and the samplers import imbalanced-learn (about 0.7 s of a fresh process that fits
+# without generation; docs/benchmarks.md §10.13).
+_LAZY = {
+    **dict.fromkeys(
+        ["BaseGenerator", "CVAEGenerator", "GeneratedWeightsWarning", "MixupGenerator", "NNGMixGenerator",
+         "NoGenerator", "RLGenerator", "WeightedPipeline", "anomaly_probability", "default_estimator",
+         "make_weighted_pipeline"],
+        "_samplers",
+    ),
+    "SelfReinforcingClassifier": "loop",
 }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GENERATORS":
+        from swifthydra.generators import _samplers as s
+
+        value: Any = {  # GENERATORS: generator name -> class
+            "none": s.NoGenerator,
+            "mixup": s.MixupGenerator,
+            "nngmix": s.NNGMixGenerator,
+            "cvae": s.CVAEGenerator,
+            "rl": s.RLGenerator,
+        }
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f"swifthydra.generators.{_LAZY[name]}"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def make_generator(name: str, random_state: Any = None, **params: Any) -> BaseGenerator:
@@ -77,12 +107,13 @@ def make_generator(name: str, random_state: Any = None, **params: Any) -> BaseGe
         For an unknown name (the message lists the names) or a parameter the generator does not
         take (the message lists those it takes).
     """
+    generators = globals().get("GENERATORS") or __getattr__("GENERATORS")
     key = str(name).strip().lower() if isinstance(name, str) else name
-    if key not in GENERATORS:
+    if key not in generators:
         raise InvalidInputError(
-            f"unknown generator {name!r}: choose one of {', '.join(GENERATORS)}."
+            f"unknown generator {name!r}: choose one of {', '.join(generators)}."
         )
-    cls = GENERATORS[key]
+    cls = generators[key]
     accepted = cls._get_param_names()
     unknown = sorted(set(params) - set(accepted))
     if unknown:
