@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from swifthydra.generators.loop import SelfReinforcingClassifier
 
 # Imported when first used (PEP 562): SwiftHydra's own loop needs only ``_core`` and
-# ``_episodes``, and the samplers import imbalanced-learn (about 0.7 s of a fresh process that fits
+# ``_episodes``, and the samplers import imbalanced-learn (0.28 s of a fresh process that fits
 # without generation; docs/benchmarks.md §10.13).
 _LAZY = {
     **dict.fromkeys(
