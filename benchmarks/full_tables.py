@@ -8,7 +8,10 @@ anomaly types as the labelled one), for five *parts* on identical splits:
 * ``none``: ``SwiftHydra()``, the defaults (``generator="none"``: no generated anomalies);
 * ``rl``: ``SwiftHydra(generator="rl")``, the paper's loop (the default until these tables showed
   it level with ``none`` for twice the fit time);
-* ``prior``: SwiftHydra's k-NN density prior alone (no network), bench model ``prior``.
+* ``prior``: SwiftHydra's k-NN density prior alone (no network), bench model ``prior``;
+* ``fast``: a candidate default (issue 24: the large detector on batches of 128 rows, the MoME
+  with 8 experts and no search for their number), compared with ``SwiftHydra()`` in a line under
+  each table, like ``rl``, so that a part still running leaves the tables as they are.
 
 Each part is one ``swifthydra bench`` results file in a work folder (``--work``, default
 ``$SWIFTHYDRA_FULL_TABLES`` or the user cache), filled one dataset at a time, smallest first, until
@@ -47,7 +50,11 @@ PARTS = {  # the bench arguments of each part
     "rl": ["--models", "swifthydra", "--param", 'swifthydra.generator="rl"'],
     "none": ["--models", "swifthydra", "--param", 'swifthydra.generator="none"'],
     "prior": ["--models", "prior"],
+    # candidate defaults: compared with SwiftHydra() in a line under each table, not a column of it
+    "fast": ["--models", "swifthydra", "--param", 'swifthydra.detector_params={"batch_size":128}',
+             "--param", 'swifthydra.mome_params={"n_experts":8}'],
 }
+CANDIDATES = ("fast",)
 RATIOS = ("0.01", "0.05")
 SEEDS = ("1", "2", "3")
 # the columns kept in the committed CSV (the per-episode history and host details stay in the work file)
@@ -57,7 +64,8 @@ CSV_COLUMNS = ("dataset", "protocol", "scenario", "labeled_ratio", "seed", "mode
 # the reference row (the defaults) first; "swifthydra+rl" is the rl part's SwiftHydra
 MODEL_LABELS = {"swifthydra": "SwiftHydra()", "swifthydra+rl": "generator=\"rl\"", "catboost": "CatBoost",
                 "xgbod": "XGBOD", "devnet-ref": "DevNet-ref", "iforest": "IForest",
-                "prior": "the prior alone"}
+                "prior": "the prior alone",
+                "swifthydra+fast": "batch_size=128 and 8 experts (candidate)"}
 
 
 def _swifthydra() -> list[str]:
@@ -148,7 +156,8 @@ def _cells() -> list[dict]:
             with open(f, newline="") as fh:
                 for row in csv.DictReader(fh):
                     if row["status"] == "ok":
-                        row["model"] = "swifthydra+rl" if part == "rl" else row["model"]
+                        if part == "rl" or part in CANDIDATES:
+                            row["model"] = f"swifthydra+{part}"
                         out.append(row)
     return out
 
@@ -254,20 +263,24 @@ def tables(markdown: bool, kinds: tuple[str, ...] = KINDS) -> str:
     groups = _groups(_cells())
     out = []
     for (kind, ratio), models in sorted(groups.items(), key=lambda kv: (KINDS.index(kv[0][0]), kv[0][1])):
-        table = summarise(models) if kind in kinds else None
+        candidates = {f"swifthydra+{c}" for c in CANDIDATES}
+        table = summarise({m: v for m, v in models.items() if m not in candidates}) if kind in kinds else None
         if table is None:
             continue
         n = len(table["datasets"])
         what = "" if kind == "standard" else f" ({table['cells']} dataset x type cells, types averaged per dataset)"
         out += _render(f"{kind}, labelled ratio {ratio}: {n} datasets{what}", table, markdown)
-        pair = {m: models[m] for m in ("swifthydra", "swifthydra+rl") if m in models}
-        both = summarise(pair) if len(pair) == 2 else None
-        if both is not None:
+        for other in ("swifthydra+rl", *sorted(candidates)):
+            pair = {m: models[m] for m in ("swifthydra", other) if m in models}
+            both = summarise(pair) if len(pair) == 2 else None
+            if both is None:
+                continue
             d, r = both["rows"]
-            out[-1:] = ["", f"{MODEL_LABELS['swifthydra+rl']} against {MODEL_LABELS['swifthydra']} on the "
+            p = "n/a" if r["p"] is None else f"{r['p']:.3f}"
+            out[-1:] = ["", f"{MODEL_LABELS[other]} against {MODEL_LABELS['swifthydra']} on the "
                         f"{len(both['datasets'])} datasets both have finished: AUC-ROC {r['roc']:.4f} against "
                         f"{d['roc']:.4f}, AUC-PR {r['pr']:.4f} against {d['pr']:.4f}, better on {r['worse']} and "
-                        f"worse on {r['better']} datasets (Wilcoxon p = {r['p']:.3f}); median fit {r['fit']:.2f} s "
+                        f"worse on {r['better']} datasets (Wilcoxon p = {p}); median fit {r['fit']:.2f} s "
                         f"against {d['fit']:.2f} s.", ""]
     return "\n".join(out) if out else "no dataset has finished cells of every model yet"
 

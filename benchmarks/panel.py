@@ -11,6 +11,7 @@ process each), and a variant measured once is reused by later comparisons.
     python benchmarks/panel.py run --out panel/ --variant tol='{"detector_params": {"loss_tol": 0.01}}'
     python benchmarks/panel.py summary panel/base.sqlite panel/tol.sqlite [--markdown]
     python benchmarks/panel.py speed --out panel/          # SwiftHydra beside CatBoost: fit-time ratios
+    python benchmarks/panel.py speed --out panel/ --params '{"detector_params": {"batch_size": 128}}'  # a variant
 
 ``summary`` compares every file with the first: per labelled ratio (and scenario), the mean
 AUC-ROC and AUC-PR over the cells both have, cells better / level / worse, the Wilcoxon
@@ -100,13 +101,19 @@ def summary(paths: list[Path], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def speed_summary(path: Path, markdown: bool = False) -> str:
+def _config(params: dict) -> str:
+    """A model's parameters as ``swifthydra bench`` stores them (``config``)."""
+    return json.dumps(params, separators=(",", ":")) if params else "{}"
+
+
+def speed_summary(path: Path, markdown: bool = False, params: dict | None = None) -> str:
     with sqlite3.connect(path) as con:
-        rows = con.execute("SELECT dataset, model, auc_roc, fit_seconds FROM results WHERE status = 'ok' "
-                           "AND config = '{}' AND scenario = 'standard'").fetchall()
+        rows = con.execute("SELECT dataset, model, auc_roc, fit_seconds, config FROM results WHERE status = 'ok' "
+                           "AND scenario = 'standard'").fetchall()
     cells: dict[str, dict[str, tuple[float, float]]] = {}
-    for dataset, model, roc, fit in rows:
-        cells.setdefault(dataset, {})[model] = (roc, fit)
+    for dataset, model, roc, fit, config in rows:
+        if config == (_config(params or {}) if model == "swifthydra" else "{}"):
+            cells.setdefault(dataset, {})[model] = (roc, fit)
     header = ["dataset", "CatBoost AUC-ROC", "SwiftHydra AUC-ROC", "CatBoost fit s", "SwiftHydra fit s", "ratio"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "--:|" * 5] if markdown else ["  ".join(header)]
     ratios = []
@@ -142,6 +149,7 @@ def main() -> None:
     speed.add_argument("--jobs", type=int, default=2)
     speed.add_argument("--data-dir", default=str(repo.parent / "shared" / "adbench"))
     speed.add_argument("--markdown", action="store_true")
+    speed.add_argument("--params", default="{}", help="JSON of SwiftHydra parameters (default: the defaults)")
     speed.add_argument("--print", action="store_true", help="print the command instead of running it")
     summ = sub.add_parser("summary", help="compare result files with the first")
     summ.add_argument("files", type=Path, nargs="+")
@@ -155,10 +163,13 @@ def main() -> None:
         cmd = [*_swifthydra(), "bench", "--datasets", ",".join(PANEL), "--labeled-ratio", "0.05", "--seeds", "1",
                "--models", "catboost,swifthydra", "--data-dir", args.data_dir, "--no-download", "--jobs",
                str(args.jobs), "--threads", "1", "--timeout", "1800", "--out", str(args.out / "speed.sqlite")]
+        params = json.loads(args.params)
+        for key, value in params.items():
+            cmd += ["--param", f"swifthydra.{key}={json.dumps(value, separators=(',', ':'))}"]
         print("$ " + shlex.join(cmd), flush=True)
         if not args.print:
             subprocess.run(cmd, check=True)
-            print(speed_summary(args.out / "speed.sqlite", args.markdown))
+            print(speed_summary(args.out / "speed.sqlite", args.markdown, params))
         return
     args.out.mkdir(parents=True, exist_ok=True)
     for spec in args.variant:
