@@ -258,3 +258,36 @@ def test_a_mixture_pickles_and_deep_copies():
         net(x)  # builds this thread's template
         for other in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
             torch.testing.assert_close(other(x), net(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("tokenizer", ["patch", "feature"])
+def test_experts_of_several_tokens_train_one_after_another(tokenizer):
+    """Several tokens run the recurrent scan's autograd function, which vmap cannot batch: those
+    experts train one after another, with the same logits and gradients as the oracle loop."""
+    torch.manual_seed(3)
+    net = MoMENet(6, 3, 1, tokenizer, MambaConfig(d_model=8, n_layers=1, d_state=4),
+                  tokenizer_kwargs={"max_tokens": 3} if tokenizer == "patch" else None).train()
+    assert not net._batched_training
+    x = torch.randn(40, 6)
+    results = []
+    for forward in (lambda: net(x), lambda: _loop_forward(net, x)):
+        torch.manual_seed(7)
+        net.zero_grad(set_to_none=True)
+        out = forward()
+        out.sum().backward()
+        results.append((out.detach(), net.experts.stacked.head.weight.grad.clone()))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
+    assert results[0][1].abs().sum() > 0
+
+
+def test_a_mome_of_patch_experts_fits_and_scores():
+    from swifthydra.detectors import MoME
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (np.arange(300) < 8).astype(np.int64)
+    X[:8] += 3
+    est = MoME(n_experts=3, tokenizer="patch", max_tokens=3, d_model=8, max_epochs=15, random_state=0).fit(X, y)
+    scores = est.decision_function(X)
+    assert np.isfinite(scores).all() and scores[:8].mean() > scores[8:].mean()
