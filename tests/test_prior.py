@@ -57,40 +57,6 @@ def test_separation_is_the_auc_of_the_term_against_the_unlabeled_rows():
     assert np.isnan(prior.separation(np.zeros((0, X.shape[1]))))
 
 
-def test_the_term_spreads_its_blocks_over_threads_with_the_same_values():
-    """With several torch threads the term's blocks run on as many Python threads (one intra-op
-    thread each): the values equal one thread's, and the caller's thread count comes back."""
-    import threading
-
-    from swifthydra.detectors import prior as prior_module
-
-    rng = np.random.RandomState(0)
-    prior = DensityPrior.fit(rng.normal(size=(3000, 8)), seed=0)
-    X = rng.normal(size=(5 * prior_module._CHUNK + 17, 8))
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = prior.term(X)
-        torch.set_num_threads(3)
-        seen = set()
-        real = prior_module.log_knn_distance
-
-        def spy(*args, **kwargs):
-            seen.add((threading.current_thread().name.split("_")[0], torch.get_num_threads()))
-            return real(*args, **kwargs)
-
-        prior_module.log_knn_distance = spy
-        try:
-            many = prior.term(X)
-        finally:
-            prior_module.log_knn_distance = real
-        assert torch.get_num_threads() == 3
-    finally:
-        torch.set_num_threads(before)
-    np.testing.assert_array_equal(one, many)
-    assert seen == {("swifthydra-prior", 1)}
-
-
 def test_too_few_unlabeled_rows_is_a_clear_error():
     with pytest.raises(InvalidInputError, match="at least"):
         DensityPrior.fit(np.zeros((3, 2)), seed=0)

@@ -173,28 +173,7 @@ def spread(values: np.ndarray, floor: float) -> float:
 
 
 def _chunked(z: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`log_knn_distance` in blocks of rows (float64, on the reference's device). On CPU
-    the blocks are spread over ``torch.get_num_threads()`` Python threads, each running its ops on
-    one intra-op thread (torch releases the GIL inside ops): a block's matrix product and top-k
-    are too small for an intra-op pool to pay (docs/benchmarks.md §7.3). Each block's values do
-    not depend on the thread that computes it."""
-    starts = range(0, len(z), _CHUNK)
-
-    def block(s: int) -> torch.Tensor:
-        with torch.no_grad():  # grad mode is per thread
-            return log_knn_distance(z[s:s + _CHUNK].to(reference.device), reference, k).cpu()
-
-    threads = torch.get_num_threads()
-    workers = 1 if reference.device.type != "cpu" else max(1, min(threads, len(starts)))
-    if workers == 1:
-        out = [block(s) for s in starts]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="swifthydra-prior") as pool:
-                out = list(pool.map(block, starts))
-        finally:
-            torch.set_num_threads(threads)
+    """:func:`log_knn_distance` in blocks of rows (float64, on the reference's device)."""
+    out = [log_knn_distance(z[s:s + _CHUNK].to(reference.device), reference, k).cpu()
+           for s in range(0, len(z), _CHUNK)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
