@@ -207,13 +207,13 @@ def _routed_mome_graph(module, n_features: int, opset: int):
     from torch import nn
     from torch.func import functional_call
 
-    net = module.net
-    n_experts = len(net.experts)
+    experts = module.experts  # each expert as its own module, made once by _scorer_module
+    n_experts = len(experts)
     front = _export(
         _Part.make(module, "front"),
         (torch.zeros(3, n_features, dtype=torch.float64),), ["features"], ["x", "index", "weights", "prior"], opset,
     )
-    expert0 = copy.deepcopy(net.experts[0])
+    expert0 = copy.deepcopy(experts[0])
     names = [n for n, _ in expert0.named_parameters()] + [n for n, _ in expert0.named_buffers()]
 
     state0 = {**dict(expert0.named_parameters()), **dict(expert0.named_buffers())}
@@ -268,7 +268,7 @@ def _routed_mome_graph(module, n_features: int, opset: int):
             helper.make_node("Gather", [p + "w", p + "rows"], [p + "wr"], axis=0),
         ]
         copy = compose.add_prefix(expert, p)
-        inits.append(numpy_helper.from_array(flat_weights(net.experts[e]), p + "flat"))
+        inits.append(numpy_helper.from_array(flat_weights(experts[e]), p + "flat"))
         inits += list(copy.graph.initializer)
         nodes += list(copy.graph.node)
         nodes.append(helper.make_node("Mul", [p + "wr", p + "logit"], [p + "part"]))

@@ -180,8 +180,7 @@ class StackedExperts(nn.Module):
         self._per_thread: dict[int, nn.Module] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # pickle and deepcopy: the thread templates stay behind
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        return {**state, "_per_thread": {}}
+        return {**self.__dict__, "_per_thread": {}}
 
     def __len__(self) -> int:
         return self.n_experts
@@ -189,9 +188,9 @@ class StackedExperts(nn.Module):
     def __getitem__(self, e: int) -> nn.Module:
         if not -self.n_experts <= e < self.n_experts:
             raise IndexError(f"expert {e} out of range for {self.n_experts} experts.")
-        expert = copy.deepcopy(self._template[0])
-        device = next(iter(self.weights().values())).device
-        expert.to(device).load_state_dict({n: t[e].detach() for n, t in self.weights().items()})
+        weights = self.weights()
+        expert = copy.deepcopy(self._template[0]).to(next(iter(weights.values())).device)
+        expert.load_state_dict({n: t[e].detach() for n, t in weights.items()})
         return expert.requires_grad_(True)
 
     def __iter__(self) -> Iterator[nn.Module]:
