@@ -13,8 +13,10 @@ the same values.
     python benchmarks/prior_term.py --split      # µs per row of each step, on one block
 
 ``--split`` times the three steps of ``log_knn_distance`` on one block of rows as the prior scores
-it: the float32 product, the selection of ``k + CANDIDATE_MARGIN`` candidates, and the exact float64
-pass over them (median of 200 calls each).
+it: the float32 product, the selection of ``k + CANDIDATE_MARGIN`` candidates (``torch.topk`` over
+all columns as before, and the grouped search of ``smallest`` now), and the exact float64 pass over
+them (gathering the candidates by advanced indexing as before, and by ``index_select`` now; median
+of 200 calls each).
 """
 
 from __future__ import annotations
@@ -46,15 +48,19 @@ def _split(prior, X, prior_module) -> None:
     norms = (r32 * r32).sum(1)[None, :]
     c = prior.k + prior_module.CANDIDATE_MARGIN
     sq = torch.addmm(norms, z.to(torch.float32), r32.T, alpha=-2.0)
-    cand = torch.topk(sq, c, dim=1, largest=False, sorted=False).indices
+    cand = prior_module.smallest(sq, c)
 
-    def exact():
-        diff = z[:, None, :] - ref[cand]
+    def exact(gather):
+        diff = z[:, None, :] - gather()
         return torch.topk((diff * diff).sum(2), prior.k, dim=1, largest=False, sorted=False).values
 
     steps = {"float32 product": lambda: torch.addmm(norms, z.to(torch.float32), r32.T, alpha=-2.0),
-             f"top-{c} selection": lambda: torch.topk(sq, c, dim=1, largest=False, sorted=False),
-             "exact float64 pass": exact}
+             f"top-{c} selection, torch.topk over all columns (before)":
+                 lambda: torch.topk(sq, c, dim=1, largest=False, sorted=False),
+             f"top-{c} selection, grouped (smallest, now)": lambda: prior_module.smallest(sq, c),
+             "exact float64 pass, ref[candidates] (before)": lambda: exact(lambda: ref[cand]),
+             "exact float64 pass, index_select (now)":
+                 lambda: exact(lambda: ref.index_select(0, cand.reshape(-1)).view(*cand.shape, -1))}
     for label, fn in steps.items():
         times = []
         for _ in range(200):

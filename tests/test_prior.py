@@ -8,12 +8,14 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 from _presets import MICRO
 from swifthydra import SwiftHydra
-from swifthydra.detectors.prior import DensityPrior, K, log_knn_distance
+from swifthydra.detectors.prior import GROUP, DensityPrior, K, log_knn_distance, smallest
 from swifthydra.exceptions import InvalidInputError, ModelFileError
 
 
@@ -29,6 +31,38 @@ def test_log_knn_distance_is_the_mean_distance_to_the_k_nearest():
     got = log_knn_distance(torch.from_numpy(q), torch.from_numpy(ref), K).numpy()
     dist, _ = NearestNeighbors(n_neighbors=K).fit(ref).kneighbors(q)
     np.testing.assert_allclose(got, np.log(dist.mean(1) + 1e-9), rtol=1e-9, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 9),
+    columns=st.integers(1, 3000),
+    n=st.integers(1, 21),
+    levels=st.sampled_from([3, 50, 10**6]),  # few distinct values: many ties
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_smallest_finds_the_same_values_as_topk(rows, columns, n, levels, seed):
+    n = min(n, columns)
+    rng = np.random.default_rng(seed)
+    values = torch.from_numpy(rng.integers(0, levels, size=(rows, columns)).astype(np.float32))
+    values[torch.from_numpy(rng.random((rows, columns)) < 0.01)] = float("inf")
+    got = smallest(values, n)
+    assert got.shape == (rows, n)
+    assert all(len(set(r.tolist())) == n for r in got)  # n distinct columns per row
+    want = torch.topk(values, n, dim=1, largest=False).values
+    np.testing.assert_array_equal(torch.sort(values.gather(1, got), dim=1).values.numpy(), want.numpy())
+
+
+def test_the_grouped_search_gives_the_exact_nearest_neighbours():
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=(2048 + 5, 6))  # the grouped search, with a padded last group
+    ref[100:140] = ref[7]  # duplicated reference rows: ties
+    q = np.concatenate([rng.normal(size=(300, 6)) * 1.5, ref[95:105]])
+    assert ref.shape[0] >= 4 * (K + 8) * GROUP
+    got = log_knn_distance(torch.from_numpy(q), torch.from_numpy(ref), K).numpy()
+    dist, _ = NearestNeighbors(n_neighbors=K).fit(ref).kneighbors(q)
+    want = np.log(np.sqrt(dist**2 + 1e-12).mean(1) + 1e-9)  # the term's guard at distance 0
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-6)
 
 
 def test_the_term_is_centred_on_the_unlabeled_rows_and_grows_away_from_them():
@@ -65,7 +99,7 @@ def test_too_few_unlabeled_rows_is_a_clear_error():
 def _planted(seed=0):
     """Normal rows, a few labelled anomalies of one kind and unlabelled far ones of another."""
     rng = np.random.default_rng(seed)
-    normal = rng.normal(size=(800, 4))
+    normal = rng.normal(size=(1000, 4))  # a reference of 1,000 rows: the grouped search, padded
     seen = rng.normal(size=(20, 4)) * 0.3 + np.array([4.0, 0, 0, 0])
     X = np.vstack([seen, normal])
     y = np.r_[np.ones(len(seen)), np.zeros(len(normal))].astype(int)
@@ -164,6 +198,7 @@ def test_onnx_export_includes_the_prior(planted_models, tmp_path, routed):
     from swifthydra.onnx_export import export_onnx
 
     model, *_, X_test, _ = planted_models
+    assert model.prior_.reference.shape[0] >= 4 * (K + 8) * GROUP  # the graph's grouped search
     path = tmp_path / "m.onnx"
     export_onnx(model, path, routed=routed)
     import onnxruntime as ort
