@@ -72,10 +72,14 @@ def smallest(values: torch.Tensor, n: int) -> torch.Tensor:
     are searched. That is exact: an entry among a row's ``n`` smallest whose group were left out
     would have ``n`` entries not above it before it (one in each chosen group, whose minima are not
     above its own group's). On CPU the selections on few columns are numpy's introselect
-    (``argpartition``), a fraction of ``torch.topk``'s cost per row at these widths; in an
-    exported graph or on a GPU they are ``topk``."""
+    (``argpartition``), a fraction of ``torch.topk``'s cost per row at these widths; on a GPU they
+    are ``topk``. An exported ONNX graph keeps one ``TopK`` over all columns: onnxruntime's is
+    fast, and the grouped search's index tensors over a whole chunk cost it time and memory
+    (docs/benchmarks.md §10.14)."""
     m = values.shape[1]
-    numpy_ok = values.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
+    if torch.onnx.is_in_onnx_export():
+        return torch.topk(values, n, dim=1, largest=False, sorted=False).indices
+    numpy_ok = values.device.type == "cpu"
     if m < 2 * n * GROUP:  # too few groups to pay for a second selection
         if numpy_ok and n < m:
             return torch.from_numpy(np.argpartition(values.detach().numpy(), n - 1, axis=1)[:, :n])
@@ -203,7 +207,28 @@ def spread(values: np.ndarray, floor: float) -> float:
 
 
 def _chunked(z: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`log_knn_distance` in blocks of rows (float64, on the reference's device)."""
-    out = [log_knn_distance(z[s:s + _CHUNK].to(reference.device), reference, k).cpu()
-           for s in range(0, len(z), _CHUNK)]
+    """:func:`log_knn_distance` in blocks of rows (float64, on the reference's device). On CPU
+    the blocks are spread over ``torch.get_num_threads()`` Python threads, each running its ops on
+    one intra-op thread (torch and numpy release the GIL inside ops): the candidate search's
+    ``argpartition`` has no intra-op threads of its own (docs/benchmarks.md §10.14). Each block's
+    values do not depend on the thread that computes it."""
+    starts = range(0, len(z), _CHUNK)
+
+    def block(s: int) -> torch.Tensor:
+        with torch.no_grad():  # grad mode is per thread
+            return log_knn_distance(z[s:s + _CHUNK].to(reference.device), reference, k).cpu()
+
+    threads = torch.get_num_threads()
+    workers = 1 if reference.device.type != "cpu" else max(1, min(threads, len(starts)))
+    if workers == 1:
+        out = [block(s) for s in starts]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="swifthydra-prior") as pool:
+                out = list(pool.map(block, starts))
+        finally:
+            torch.set_num_threads(threads)
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
