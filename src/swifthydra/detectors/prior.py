@@ -32,7 +32,13 @@ CANDIDATE_MARGIN = 8  # float32 candidates beyond k whose distances are recomput
 GROUP = 8  # columns per group of the candidate search (:func:`smallest`)
 
 
-def log_knn_distance(z: torch.Tensor, reference: torch.Tensor, k: int, self_offset: int | None = None) -> torch.Tensor:
+def log_knn_distance(
+    z: torch.Tensor,
+    reference: torch.Tensor,
+    k: int,
+    self_offset: int | None = None,
+    float32: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``log(mean distance to the k nearest reference rows)`` per row of ``z`` (float64, (B,)).
 
     Two passes (docs/design.md §10.1): the squared distances to every reference row in float32
@@ -43,10 +49,11 @@ def log_knn_distance(z: torch.Tensor, reference: torch.Tensor, k: int, self_offs
     float32 pass is half the memory traffic and a quarter of the time of a float64 one.
 
     ``self_offset``: row ``i`` of ``z`` is reference row ``self_offset + i`` and not its own
-    neighbour."""
+    neighbour. ``float32``: the reference in float32 and its squared norms (:func:`reference32`),
+    when the caller scores many blocks against the same reference."""
     z = z.to(torch.float64)
-    r32 = reference.to(torch.float32)
-    sq = torch.addmm((r32 * r32).sum(1)[None, :], z.to(torch.float32), r32.T, alpha=-2.0)  # minus |z|^2
+    r32, norms = reference32(reference) if float32 is None else float32
+    sq = torch.addmm(norms, z.to(torch.float32), r32.T, alpha=-2.0)  # minus |z|^2
     n_candidates = min(k + CANDIDATE_MARGIN, reference.shape[0])
     if self_offset is not None:
         rows = torch.arange(len(z))
@@ -58,6 +65,12 @@ def log_knn_distance(z: torch.Tensor, reference: torch.Tensor, k: int, self_offs
     nearest = torch.topk((diff * diff).sum(2), k, dim=1, largest=False, sorted=False).values
     dist = torch.sqrt(nearest + 1e-12).mean(1)
     return torch.log(dist + 1e-9)
+
+
+def reference32(reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference rows in float32 and their squared norms (1, m): the float32 pass's operands."""
+    r32 = reference.to(torch.float32)
+    return r32, (r32 * r32).sum(1)[None, :]
 
 
 def smallest(values: torch.Tensor, n: int) -> torch.Tensor:
@@ -131,8 +144,9 @@ class DensityPrior:
         if len(calib):
             own.append(_chunked(torch.from_numpy(Z[calib]), reference, k))
         if len(calib) < max_reference:  # few rows outside the reference: its rows, leaving themselves out
-            own.append(torch.cat([log_knn_distance(reference[s:s + _CHUNK], reference, k, self_offset=s)
-                                  for s in range(0, len(reference), _CHUNK)]))
+            float32 = reference32(reference)
+            own.append(torch.cat([log_knn_distance(reference[s:s + _CHUNK], reference, k, self_offset=s,
+                                                   float32=float32) for s in range(0, len(reference), _CHUNK)]))
         values = torch.cat(own).numpy()
         med = float(np.median(values))
         scale = spread(values, 1e-9)
@@ -214,9 +228,11 @@ def _chunked(z: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
     values do not depend on the thread that computes it."""
     starts = range(0, len(z), _CHUNK)
 
+    float32 = reference32(reference)
+
     def block(s: int) -> torch.Tensor:
         with torch.no_grad():  # grad mode is per thread
-            return log_knn_distance(z[s:s + _CHUNK].to(reference.device), reference, k).cpu()
+            return log_knn_distance(z[s:s + _CHUNK].to(reference.device), reference, k, float32=float32).cpu()
 
     threads = torch.get_num_threads()
     workers = 1 if reference.device.type != "cpu" else max(1, min(threads, len(starts)))
