@@ -102,8 +102,8 @@ def summary(paths: list[Path], markdown: bool = False) -> str:
 
 
 def _config(params: dict) -> str:
-    """A model's parameters as ``swifthydra bench`` stores them (``config``)."""
-    return json.dumps(params, separators=(",", ":")) if params else "{}"
+    """A model's parameters as ``swifthydra bench`` stores them (``config``: keys sorted at every level)."""
+    return json.dumps(params, separators=(",", ":"), sort_keys=True) if params else "{}"
 
 
 def speed_summary(path: Path, markdown: bool = False, params: dict | None = None) -> str:

@@ -86,8 +86,8 @@ def smallest(values: torch.Tensor, n: int) -> torch.Tensor:
     would have ``n`` entries not above it before it (one in each chosen group, whose minima are not
     above its own group's). On CPU the selections on few columns are numpy's introselect
     (``argpartition``), a fraction of ``torch.topk``'s cost per row at these widths; on a GPU they
-    are ``topk``. An exported ONNX graph keeps one ``TopK`` over all columns: onnxruntime's is
-    fast, and the grouped search's index tensors over a whole chunk cost it time and memory
+    are ``topk``. An exported ONNX graph keeps one ``TopK`` over all columns: onnxruntime ran the
+    grouped search, whose index tensors span a whole chunk there, slower and in more memory
     (docs/benchmarks.md §10.14)."""
     m = values.shape[1]
     if torch.onnx.is_in_onnx_export():
@@ -227,7 +227,6 @@ def _chunked(z: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
     ``argpartition`` has no intra-op threads of its own (docs/benchmarks.md §10.14). Each block's
     values do not depend on the thread that computes it."""
     starts = range(0, len(z), _CHUNK)
-
     float32 = reference32(reference)
 
     def block(s: int) -> torch.Tensor:
