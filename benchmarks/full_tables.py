@@ -260,21 +260,21 @@ def _render(title: str, table: dict, markdown: bool) -> list[str]:
     return out
 
 
-def tables(markdown: bool, kinds: tuple[str, ...] = KINDS) -> str:
+def tables(markdown: bool, kinds: tuple[str, ...] = KINDS, candidates: bool = True) -> str:
     """Per scenario and ratio, the :func:`summarise` table of the finished cells, and under it the
     generation's line: the rl part against the defaults on every dataset both have finished (the
-    peers need not have)."""
+    peers need not have), then (``candidates``) one line per candidate default the same way."""
     groups = _groups(_cells())
     out = []
     for (kind, ratio), models in sorted(groups.items(), key=lambda kv: (KINDS.index(kv[0][0]), kv[0][1])):
-        candidates = {f"swifthydra+{c}" for c in CANDIDATES}
-        table = summarise({m: v for m, v in models.items() if m not in candidates}) if kind in kinds else None
+        names = {f"swifthydra+{c}" for c in CANDIDATES}
+        table = summarise({m: v for m, v in models.items() if m not in names}) if kind in kinds else None
         if table is None:
             continue
         n = len(table["datasets"])
         what = "" if kind == "standard" else f" ({table['cells']} dataset x type cells, types averaged per dataset)"
         out += _render(f"{kind}, labelled ratio {ratio}: {n} datasets{what}", table, markdown)
-        for other in ("swifthydra+rl", *sorted(candidates)):
+        for other in ("swifthydra+rl", *(sorted(names) if candidates else ())):
             pair = {m: models[m] for m in ("swifthydra", other) if m in models}
             both = summarise(pair) if len(pair) == 2 else None
             if both is None:
@@ -299,7 +299,7 @@ def write(paths: list[Path], kinds_of: dict[str, tuple[str, ...]]) -> list[Path]
             raise SystemExit(f"{path} has no generated block: add the lines {BEGIN!r} and {END!r} where it goes")
         head, rest = text.split(BEGIN, 1)
         _, tail = rest.split(END, 1)
-        body = tables(True, kinds_of.get(path.name, KINDS)).replace("### ", "#### ")
+        body = page_tables(path.name, kinds_of)
         new = f"{head}{BEGIN}\n{body.rstrip()}\n{END}{tail}"
         if new != text:
             path.write_text(new)
@@ -307,8 +307,14 @@ def write(paths: list[Path], kinds_of: dict[str, tuple[str, ...]]) -> list[Path]
     return changed
 
 
-# which tables each generated file shows (the README keeps to its front-page three)
+# which tables each generated file shows (the README keeps to its front-page three, without the
+# candidates' lines, which docs/benchmarks.md carries)
 FILES = {"README.md": ("standard", "never-labelled types"), "benchmarks.md": KINDS}
+
+
+def page_tables(name: str, kinds_of: dict[str, tuple[str, ...]] = FILES) -> str:
+    """The generated block of the page called ``name``."""
+    return tables(True, kinds_of.get(name, KINDS), candidates=name != "README.md").replace("### ", "#### ")
 
 
 def main() -> None:
