@@ -101,18 +101,15 @@ def summary(paths: list[Path], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _config(params: dict) -> str:
-    """A model's parameters as ``swifthydra bench`` stores them (``config``: keys sorted at every level)."""
-    return json.dumps(params, separators=(",", ":"), sort_keys=True) if params else "{}"
-
-
 def speed_summary(path: Path, markdown: bool = False, params: dict | None = None) -> str:
+    from swifthydra.bench.store import canonical_config
+
     with sqlite3.connect(path) as con:
         rows = con.execute("SELECT dataset, model, auc_roc, fit_seconds, config FROM results WHERE status = 'ok' "
                            "AND scenario = 'standard'").fetchall()
     cells: dict[str, dict[str, tuple[float, float]]] = {}
     for dataset, model, roc, fit, config in rows:
-        if config == (_config(params or {}) if model == "swifthydra" else "{}"):
+        if config == canonical_config(params if model == "swifthydra" else None):  # as bench stores it
             cells.setdefault(dataset, {})[model] = (roc, fit)
     header = ["dataset", "CatBoost AUC-ROC", "SwiftHydra AUC-ROC", "CatBoost fit s", "SwiftHydra fit s", "ratio"]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "--:|" * 5] if markdown else ["  ".join(header)]

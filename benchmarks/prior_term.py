@@ -44,8 +44,7 @@ def _split(prior, X, prior_module) -> None:
     n = prior_module._CHUNK
     z = torch.from_numpy(X[:n])
     ref = prior.reference
-    r32 = ref.to(torch.float32)
-    norms = (r32 * r32).sum(1)[None, :]
+    r32, norms = prior_module.reference32(ref)
     c = prior.k + prior_module.CANDIDATE_MARGIN
     sq = torch.addmm(norms, z.to(torch.float32), r32.T, alpha=-2.0)
     cand = prior_module.smallest(sq, c)

@@ -133,7 +133,7 @@ def test_too_few_unlabeled_rows_is_a_clear_error():
 def _planted(seed=0):
     """Normal rows, a few labelled anomalies of one kind and unlabelled far ones of another."""
     rng = np.random.default_rng(seed)
-    normal = rng.normal(size=(1000, 4))  # a reference of 1,000 rows: the grouped search, padded
+    normal = rng.normal(size=(1000, 4))  # a reference of 1,000 rows: the grouped search
     seen = rng.normal(size=(20, 4)) * 0.3 + np.array([4.0, 0, 0, 0])
     X = np.vstack([seen, normal])
     y = np.r_[np.ones(len(seen)), np.zeros(len(normal))].astype(int)
