@@ -274,6 +274,34 @@ def test_ray_actor_scorer_keeps_no_batch(case, tmp_path, monkeypatch):
     assert [r() for r in refs] == [None] * len(refs)
 
 
+def test_ray_workers_share_one_unpacked_model(case, tmp_path, monkeypatch):
+    """Every Ray worker unpacks the shipped model into one folder named by its content, reused by
+    later workers and runs (one folder per model, not one per worker process left behind), with no
+    staging folder left; a folder of that name that is not this user's private one is not used."""
+    import stat
+    import tempfile
+
+    from swifthydra.distributed import ray as ray_scoring
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(ray_scoring, "_UNPACKED", {})
+    d, _ = case
+    packed = ray_scoring._pack(d / "model")
+    first = ray_scoring._unpack(packed)
+    assert sorted(os.listdir(first)) == sorted(os.listdir(d / "model"))
+    for _ in range(3):  # new worker processes: nothing cached in memory
+        monkeypatch.setattr(ray_scoring, "_UNPACKED", {})
+        assert ray_scoring._unpack(packed) == first
+    assert os.listdir(tmp_path) == [Path(first).parent.name]
+    # The same name, writable by others (or not a folder of this user): never trusted.
+    os.chmod(Path(first).parent, 0o777)
+    monkeypatch.setattr(ray_scoring, "_UNPACKED", {})
+    own = ray_scoring._unpack(packed)
+    assert Path(own).parent != Path(first).parent
+    assert stat.S_IMODE(os.stat(Path(own).parent).st_mode) == 0o700
+    assert sorted(os.listdir(own)) == sorted(os.listdir(d / "model"))
+
+
 def test_ray_score_dataset_on_the_cluster(case, ray_cluster):
     import ray
 

@@ -25,6 +25,7 @@ import glob
 import hashlib
 import io
 import os
+import shutil
 import tarfile
 import tempfile
 import time
@@ -56,15 +57,53 @@ def _pack(model_dir: Path) -> bytes:
     return buf.getvalue()
 
 
+def _private_dir(path: str) -> bool:
+    """``path`` is a real folder (not a link) of this user that no one else may write to."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    owner = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return stat.S_ISDIR(st.st_mode) and owner and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 def _unpack(packed: bytes) -> str:
-    """Unpack a packed model once per worker process; returns its directory."""
+    """Unpack a packed model once per machine; returns its directory.
+
+    The directory is named by the content's digest in the temporary folder, so every worker
+    process (and every later run) with the same model shares one copy instead of leaving a new one
+    behind each time. A worker unpacks into a private folder and renames it into place; when two
+    race, the loser removes its copy and uses the winner's.
+    """
     digest = hashlib.sha1(packed).hexdigest()
-    if digest not in _UNPACKED or not os.path.isdir(_UNPACKED[digest]):
-        root = tempfile.mkdtemp(prefix=f"swifthydra-model-{digest[:12]}-")
-        with tarfile.open(fileobj=io.BytesIO(packed), mode="r") as tar:
-            tar.extractall(root, filter="data")
-        _UNPACKED[digest] = os.path.join(root, "model")
-    return _UNPACKED[digest]
+    cached = _UNPACKED.get(digest)
+    if cached is not None and os.path.isdir(cached):
+        return cached
+    root = os.path.join(tempfile.gettempdir(), f"swifthydra-model-{digest}")
+    shared = not os.path.lexists(root) or _private_dir(root)  # someone else's folder: never trust it
+    model = os.path.join(root, "model")
+    if not (shared and os.path.isdir(model)):
+        staging = tempfile.mkdtemp(prefix=f".swifthydra-model-{digest[:12]}-")
+        try:
+            with tarfile.open(fileobj=io.BytesIO(packed), mode="r") as tar:
+                tar.extractall(staging, filter="data")
+            if not shared:  # a copy of this process's own
+                model = os.path.join(staging, "model")
+            else:
+                try:
+                    os.rename(staging, root)  # atomic; fails when another worker got there first
+                except OSError:
+                    if not os.path.isdir(model):
+                        raise
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if shared:  # the staging folder is gone when the rename won
+            shutil.rmtree(staging, ignore_errors=True)
+    _UNPACKED[digest] = model
+    return model
 
 
 class _BatchScorer:

@@ -93,6 +93,7 @@ _SHIPPED: dict[tuple[str, str, int], str] = {}
 def _ship(sc, path: Path) -> str:
     """Send the model directory to the executors under a name unique to this model and version
     (``addFile`` keys files by base name: two models both called ``model`` would collide)."""
+    import atexit
     import hashlib
     import shutil
     import tempfile
@@ -102,7 +103,10 @@ def _ship(sc, path: Path) -> str:
     if key not in _SHIPPED:
         digest = hashlib.sha1(f"{path}:{stamp}".encode()).hexdigest()[:12]
         name = f"{path.name}-{digest}"
-        copy = Path(tempfile.mkdtemp(prefix="swifthydra-ship-")) / name
+        folder = tempfile.mkdtemp(prefix="swifthydra-ship-")
+        # Spark serves the copy from here until this driver ends; then it goes.
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        copy = Path(folder) / name
         shutil.copytree(path, copy)  # a frozen copy: refitting the model later does not change what runs
         sc.addFile(str(copy), recursive=True)
         _SHIPPED[key] = name
