@@ -11,6 +11,12 @@ the same values.
     python benchmarks/prior_term.py [--rows 200000] [--cols 32] [--threads 1] [--exact-float64]
     python benchmarks/prior_term.py --blocks 4096 2048 1024 512 256
     python benchmarks/prior_term.py --split      # µs per row of each step, on one block
+    python benchmarks/prior_term.py --onnx-blocks 0 512 1024 2048 --threads 2
+
+``--onnx-blocks`` exports the term (``onnx_export._with_prior``, as ``swifthydra export-onnx`` puts
+it in the graph) with each number of rows per ``Scan`` block (0: no ``Scan``, the whole run at
+once, as before), and times onnxruntime on ``--threads`` intra-op threads over the rows in runs of
+100,000 (best of three), checking the values against the PyTorch term.
 
 ``--split`` times the three steps of ``log_knn_distance`` on one block of rows as the prior scores
 it: the float32 product, the selection of ``k + CANDIDATE_MARGIN`` candidates (``torch.topk`` over
@@ -70,6 +76,49 @@ def _split(prior, X, prior_module) -> None:
               f"{len(ref):,} reference rows)")
 
 
+def _onnx_blocks(prior, X, blocks, threads: int) -> None:
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper
+
+    from swifthydra.detectors.prior import log_knn_distance
+    from swifthydra.onnx_export import _export, _with_prior
+
+    class Term(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("reference", prior.reference)
+
+        def forward(self, z):
+            return log_knn_distance(z, self.reference, prior.k)
+
+    cols = X.shape[1]
+    term = _export(Term().eval(), (torch.zeros(3, cols, dtype=torch.float64),), ["features"], ["prior"], 18)
+    main = helper.make_model(helper.make_graph(  # the term itself as the output
+        [helper.make_node("Identity", ["prior"], ["score"])], "term",
+        [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", cols]),
+         helper.make_tensor_value_info("prior", TensorProto.DOUBLE, ["batch"])],
+        [helper.make_tensor_value_info("score", TensorProto.DOUBLE, ["batch"])]),
+        opset_imports=list(term.opset_import), ir_version=term.ir_version)
+    with torch.no_grad():
+        want = log_knn_distance(torch.from_numpy(X), prior.reference, prior.k).numpy()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for block in blocks:
+        model = _with_prior(main, term, cols, blocked=block > 0, block=max(block, 1))
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            got = np.concatenate([session.run(None, {"features": X[a:a + 100_000]})[0]
+                                  for a in range(0, len(X), 100_000)])
+            times.append(time.perf_counter() - t0)
+        label = f"{block:,} rows per Scan block" if block else "no Scan (runs of 100,000 rows)"
+        print(f"onnxruntime, {label}: {len(X) / min(times):,.0f} rows/s on {threads} thread(s); "
+              f"largest difference from PyTorch's term {np.abs(got - want).max():.1e}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=200_000)
@@ -79,6 +128,8 @@ def main() -> None:
     p.add_argument("--exact-float64", action="store_true")
     p.add_argument("--blocks", type=int, nargs="+", default=None, help="rows per distance block to compare")
     p.add_argument("--split", action="store_true", help="microseconds per row of each step, on one block")
+    p.add_argument("--onnx-blocks", type=int, nargs="+", default=None,
+                   help="rows per Scan block of the exported term to compare (0: no Scan)")
     args = p.parse_args()
 
     import torch
@@ -91,6 +142,9 @@ def main() -> None:
     X = rng.normal(size=(args.rows, args.cols))
     if args.split:
         _split(prior, X, prior_module)
+        return
+    if args.onnx_blocks:
+        _onnx_blocks(prior, X, args.onnx_blocks, args.threads)
         return
     if args.blocks:
         default, first = prior_module._CHUNK, None

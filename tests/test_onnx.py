@@ -165,7 +165,7 @@ def test_routed_graph_runs_each_expert_on_its_rows_only(top_k, tmp_path):
     from swifthydra.onnx_export import _scorer_module
 
     with torch.no_grad():  # the batch reaches several experts, so several branches of the graph run
-        _, index, _, _ = _scorer_module(model).front(torch.from_numpy(X))
+        _, index, _ = _scorer_module(model).front(torch.from_numpy(X))
     assert len(np.unique(index.numpy())) >= 2
     for n in (1, 2, 600):
         _assert_same(model, X[:n], session.run(list(OUTPUTS), {"features": X[:n]}))

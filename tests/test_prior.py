@@ -240,6 +240,23 @@ def test_onnx_export_includes_the_prior(planted_models, tmp_path, routed):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     score = sess.run(None, {"features": X_test.astype(np.float64)})[0]
     np.testing.assert_allclose(score, model.decision_function(X_test), rtol=0, atol=1e-5)
+    # The prior runs PRIOR_BLOCK rows at a time in a Scan (the last block padded): no chunk x
+    # reference matrix outside it, and the same scores for batches of any size.
+    import onnx
+
+    from swifthydra.onnx_export import PRIOR_BLOCK
+
+    graph = onnx.load(str(path)).graph
+    scans = [n for n in graph.node if n.op_type == "Scan"]
+    assert len(scans) == 1 and "TopK" not in [n.op_type for n in graph.node]
+    assert "TopK" in [n.op_type for n in scans[0].attribute[0].g.node]
+    rng = np.random.default_rng(0)
+    X = X_test[rng.integers(0, len(X_test), 2 * PRIOR_BLOCK + 3)] + rng.normal(scale=0.1, size=(1, X_test.shape[1]))
+    want = model.decision_function(X)
+    for n in (0, 1, PRIOR_BLOCK - 1, PRIOR_BLOCK, PRIOR_BLOCK + 1, 2 * PRIOR_BLOCK + 3):
+        got = sess.run(None, {"features": X[:n].astype(np.float64)})[0]
+        assert got.shape == (n,)
+        np.testing.assert_allclose(got, want[:n], rtol=0, atol=1e-5)
 
 
 def test_info_reports_the_prior(planted_models, tmp_path):

@@ -17,7 +17,9 @@ of ``k`` experts whatever ``K`` (:func:`_routed_mome_graph`). The graph is assem
 PyTorch exports: the front (standardisation, power transform, gate, top-k), one expert traced once
 with its weights as inputs (copied ``K`` times, each copy fed its own expert's weights) and the
 output head. The selective scan is traced in its closed-form single-step form (row tokeniser) or as
-the unrolled sequential loop (feature/patch tokenisers), with a dynamic batch axis.
+the unrolled sequential loop (feature/patch tokenisers), with a dynamic batch axis. The density
+prior is a fourth export, run ``PRIOR_BLOCK`` rows at a time in a ``Scan`` (:func:`_with_prior`),
+so its distances to the reference rows never form one chunk-sized matrix.
 
 With ``preprocessor`` (the default of ``swifthydra export-onnx``) the table preprocessing is put in
 the graph too, so its inputs are the **table's columns, by name**: each numeric column a float64
@@ -54,6 +56,9 @@ from swifthydra.exceptions import InvalidInputError, SwiftHydraError
 ONNX_OPSET = 18
 ML_OPSET = 3
 OUTPUTS = ("score", "is_anomaly", "probability")
+# Rows of one block of the density prior's Scan (_with_prior): its 1,024 x 2,048 float32 distances
+# fit in cache; 512-2,048 measured alike (docs/benchmarks.md §10.15).
+PRIOR_BLOCK = 1024
 _PREFIX = "__sh_"
 
 
@@ -118,7 +123,7 @@ def _scorer_module(est):
             return x, index, chosen / chosen.sum(-1, keepdim=True)  # 1 for top-1, as in MoMENet
 
         def front(self, features: torch.Tensor):
-            return (*self.route(self.features(features)), self.prior(features))
+            return self.route(self.features(features))
 
         def prior(self, features: torch.Tensor) -> torch.Tensor:
             """The weighted density prior of float64 table features (float64, (B,)), on the
@@ -141,10 +146,14 @@ def _scorer_module(est):
             probability = 1.0 / (1.0 + torch.exp(-score.clamp(-LOGIT_CLIP, LOGIT_CLIP)))  # swifthydra._scoring.sigmoid
             return score, score > self.threshold, probability
 
-        def forward(self, features: torch.Tensor):  # (B, F) float64
+        def given_prior(self, features: torch.Tensor, prior: torch.Tensor):
+            """The outputs, with the weighted prior ``(B,)`` computed apart (by :func:`_with_prior`)."""
             z = self.features(features)
             logit = self._mome(z) if self.mome else self.net(z)  # (B,) float32
-            return self.head(logit, self.prior(features))
+            return self.head(logit, prior)
+
+        def forward(self, features: torch.Tensor):  # (B, F) float64
+            return self.given_prior(features, self.prior(features))
 
     return OnnxScorer().eval()
 
@@ -198,8 +207,8 @@ def _export(module, example: tuple, input_names: list[str], output_names: list[s
 
 
 def _routed_mome_graph(module, n_features: int, opset: int):
-    """The routed MoME graph: features -> (score, is_anomaly, probability), each expert run only
-    on the rows routed to it (see the module docstring)."""
+    """The routed MoME graph: (features, weighted prior) -> (score, is_anomaly, probability), each
+    expert run only on the rows routed to it (see the module docstring)."""
     import copy
 
     import torch
@@ -211,7 +220,7 @@ def _routed_mome_graph(module, n_features: int, opset: int):
     n_experts = len(experts)
     front = _export(
         _Part.make(module, "front"),
-        (torch.zeros(3, n_features, dtype=torch.float64),), ["features"], ["x", "index", "weights", "prior"], opset,
+        (torch.zeros(3, n_features, dtype=torch.float64),), ["features"], ["x", "index", "weights"], opset,
     )
     expert0 = copy.deepcopy(experts[0])
     names = [n for n, _ in expert0.named_parameters()] + [n for n, _ in expert0.named_buffers()]
@@ -279,7 +288,7 @@ def _routed_mome_graph(module, n_features: int, opset: int):
         helper.make_node("Concat", parts_all, [r + "parts"], axis=0),
         helper.make_node("ScatterElements", [r + "zeros", r + "rows", r + "parts"], ["head_logit"],
                          axis=0, reduction="add"),
-        helper.make_node("Identity", ["front_prior"], ["head_prior"]),
+        helper.make_node("Identity", ["prior"], ["head_prior"]),
     ]
     nodes += list(head.graph.node)
     inits += list(head.graph.initializer)
@@ -289,7 +298,8 @@ def _routed_mome_graph(module, n_features: int, opset: int):
         nodes.append(helper.make_node("Identity", [out.name], [name]))
         vi = helper.make_tensor_value_info(name, out.type.tensor_type.elem_type, ["batch"])
         outputs.append(vi)
-    inputs = [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", n_features])]
+    inputs = [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", n_features]),
+              helper.make_tensor_value_info("prior", TensorProto.DOUBLE, ["batch"])]
     graph = helper.make_graph(nodes, "swifthydra_routed_mome", inputs, outputs, inits)
     opsets = {o.domain: o.version for m in (front, expert, head) for o in m.opset_import}
     return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
@@ -315,24 +325,75 @@ def _quiet():
 
 def _torch_graph(est, opset: int, *, routed: bool = True):
     import torch
-    from torch.export import Dim
 
     _require("onnxscript")
     module = _scorer_module(est)
+    n_features = int(est.n_features_in_)
     if routed and module.mome:
-        return _routed_mome_graph(module, int(est.n_features_in_), opset)
-    example = torch.zeros(3, int(est.n_features_in_), dtype=torch.float64)
-    with _quiet(), torch.no_grad():
-        try:
-            program = torch.onnx.export(
-                module, (example,), None, input_names=["features"], output_names=list(OUTPUTS),
-                dynamic_shapes={"features": {0: Dim("batch")}}, dynamo=True, opset_version=opset,
-                external_data=False, verbose=False,
-            )
-        except Exception as exc:  # exporter failures are internal, not the user's doing
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SwiftHydraError(f"PyTorch could not export the scorer to ONNX: {first}") from None
-    return program.model_proto
+        main = _routed_mome_graph(module, n_features, opset)
+    else:
+        main = _export(_Part.make(module, "given_prior", 2),
+                       (torch.zeros(3, n_features, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)),
+                       ["features", "prior"], list(OUTPUTS), opset, batched=2)
+    prior = _export(_Part.make(module, "prior"), (torch.zeros(3, n_features, dtype=torch.float64),),
+                    ["features"], ["prior"], opset)
+    return _with_prior(main, prior, n_features, blocked=module.has_prior)
+
+
+def _with_prior(main, prior, n_features: int, *, blocked: bool, block: int = PRIOR_BLOCK):
+    """``main`` (inputs ``features`` and ``prior``) fed by ``prior`` (``features`` -> ``prior``): one
+    graph with the input ``features``.
+
+    ``blocked``: the prior runs ``block`` rows at a time in a ``Scan`` (the rows padded to a multiple
+    of ``block``, the padding's values dropped), so its ``block x reference`` distance matrices
+    stay in the processor's cache instead of one ``chunk x reference`` matrix in memory
+    (docs/benchmarks.md §10.15)."""
+    from onnx import TensorProto, compose, helper, numpy_helper
+
+    prior = compose.add_prefix(prior, "prior_")
+    main = compose.add_prefix(main, "main_")
+    nodes = [helper.make_node("Identity", ["features"], ["main_features"])]
+    inits = []
+    if blocked:
+        p = "prior_block_"
+        body = helper.make_graph(list(prior.graph.node), "prior_block", list(prior.graph.input),
+                                 list(prior.graph.output), list(prior.graph.initializer))
+        for name, value in (("size", [block]), ("zero", [0]), ("one", [1]), ("shape", [-1, block, n_features]), ("flat", [-1])):
+            inits.append(numpy_helper.from_array(np.array(value, dtype=np.int64), p + name))
+        nodes += [
+            helper.make_node("Shape", ["features"], [p + "rows"], end=1),  # (1,): B
+            helper.make_node("Max", [p + "rows", p + "one"], [p + "least"]),  # at least one block
+            helper.make_node("Neg", [p + "least"], [p + "minus"]),
+            helper.make_node("Mod", [p + "minus", p + "size"], [p + "rest"]),  # (-B) mod block, in [0, block)
+            helper.make_node("Sub", [p + "least", p + "rows"], [p + "empty"]),  # 1 for an empty batch
+            helper.make_node("Add", [p + "rest", p + "empty"], [p + "pad"]),
+            helper.make_node("Concat", [p + "zero", p + "zero", p + "pad", p + "zero"], [p + "pads"], axis=0),
+            helper.make_node("Pad", ["features", p + "pads"], [p + "padded"]),  # zero rows at the end
+            helper.make_node("Reshape", [p + "padded", p + "shape"], [p + "blocks"]),  # (B / block, block, F)
+            helper.make_node("Scan", [p + "blocks"], [p + "terms"], body=body, num_scan_inputs=1),
+            helper.make_node("Reshape", [p + "terms", p + "flat"], [p + "all"]),
+            helper.make_node("Slice", [p + "all", p + "zero", p + "rows"], ["main_prior"]),  # the B real rows
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["features"], ["prior_features"]))
+        nodes += list(prior.graph.node)
+        inits += list(prior.graph.initializer)
+        nodes.append(helper.make_node("Identity", ["prior_prior"], ["main_prior"]))
+    nodes += list(main.graph.node)
+    inits += list(main.graph.initializer)
+    outputs = []
+    for out in main.graph.output:  # back to the plain names
+        name = out.name[len("main_"):]
+        nodes.append(helper.make_node("Identity", [out.name], [name]))
+        outputs.append(helper.make_tensor_value_info(name, out.type.tensor_type.elem_type, ["batch"]))
+    inputs = [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", n_features])]
+    graph = helper.make_graph(nodes, main.graph.name, inputs, outputs, inits)
+    opsets = {}
+    for m in (prior, main):
+        for o in m.opset_import:
+            opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+                             ir_version=max(prior.ir_version, main.ir_version))
 
 
 def _check_column_names(pre) -> None:

@@ -86,9 +86,9 @@ def smallest(values: torch.Tensor, n: int) -> torch.Tensor:
     would have ``n`` entries not above it before it (one in each chosen group, whose minima are not
     above its own group's). On CPU the selections on few columns are numpy's introselect
     (``argpartition``), a fraction of ``torch.topk``'s cost per row at these widths; on a GPU they
-    are ``topk``. An exported ONNX graph keeps one ``TopK`` over all columns: onnxruntime ran the
-    grouped search, whose index tensors span a whole chunk there, slower and in more memory
-    (docs/benchmarks.md §10.14)."""
+    are ``topk``. An exported ONNX graph keeps one ``TopK`` over all columns (on blocks of
+    ``onnx_export.PRIOR_BLOCK`` rows): onnxruntime ran the grouped search slower, on whole chunks
+    and on blocks alike (docs/benchmarks.md §10.14-§10.15)."""
     m = values.shape[1]
     if torch.onnx.is_in_onnx_export():
         return torch.topk(values, n, dim=1, largest=False, sorted=False).indices
