@@ -5,7 +5,9 @@ standard scenario), and the unseen-type scenario (the 31 datasets, seed 1, each 
 anomaly types as the labelled one), for five *parts* on identical splits:
 
 * ``peers``: CatBoost, XGBOD, DevNet (reference) and IForest;
-* ``none``: ``SwiftHydra()``, the defaults (``generator="none"``: no generated anomalies);
+* ``none``: ``SwiftHydra()``, the defaults (``generator="none"``: no generated anomalies), run again
+  when the large detector began to merge a batch's repeated rows (version 0.3; docs/benchmarks.md
+  §10.16); the ``rl``, ``fast`` and ``e8`` parts ran on the code before it;
 * ``rl``: ``SwiftHydra(generator="rl")``, the paper's loop (the default until these tables showed
   it level with ``none`` for twice the fit time);
 * ``prior``: SwiftHydra's k-NN density prior alone (no network), bench model ``prior``;

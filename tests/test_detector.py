@@ -349,6 +349,69 @@ def test_balanced_batches_are_half_anomalies_and_cover_every_row():
     assert counts[[3, 50, 77]].max() - counts[[3, 50, 77]].min() <= 1  # anomalies cycled evenly
 
 
+def test_merged_repeats_give_the_batch_loss_and_gradient():
+    """A balanced batch holds a few known anomalies many times: run once each, weighted by their
+    repeats (merge_repeats), the loss and the gradient are those of the whole batch (no dropout)."""
+    from swifthydra.detectors._training import balanced_batches, merge_repeats
+
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy(rng.normal(size=(300, 7)).astype(np.float32))
+    y = np.zeros(300, dtype=int)
+    y[[5, 123, 250]] = 1
+    w = torch.from_numpy(rng.uniform(0.5, 2.0, 300).astype(np.float32))
+    det = MambaDetector(random_state=0, dropout=0.0, **SMALL_MAMBA).fit(X.numpy(), y)
+    net, target = det.model_, torch.from_numpy(y.astype(np.float32))
+    net.train()
+    batch = balanced_batches(y, 64, np.random.RandomState(1))[0]
+    rows, repeats = merge_repeats(batch)
+    assert len(rows) < len(batch) and repeats.sum() * len(batch) / len(rows) == pytest.approx(len(batch))
+    results = []
+    for idx, scale in ((batch, None), (rows, repeats)):
+        idx = torch.from_numpy(idx)
+        wb = w[idx] if scale is None else w[idx] * torch.from_numpy(scale).float()
+        net.zero_grad()
+        loss, _ = det._loss(net, X[idx], target[idx], wb, None, train=True)
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in net.parameters()]))
+    (full, g_full), (merged, g_merged) = results
+    assert merged == pytest.approx(full, rel=1e-6)
+    for a, b in zip(g_full, g_merged, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
+    # distinct rows: the batch as it was, in its order
+    distinct = np.arange(10)[::-1].copy()
+    kept, none = merge_repeats(distinct)
+    assert none is None and np.array_equal(kept, distinct)
+
+
+@pytest.mark.parametrize("cls", [MambaDetector, MoME])
+def test_training_runs_a_repeated_row_once_but_the_mome_every_row(cls):
+    """MambaDetector forwards each distinct row of a batch once; the MoME, whose load-balancing
+    loss counts a batch's rows, forwards the batch as it is."""
+    X, _, y = _data(n=200, frac=0.0)
+    y[:3] = 1
+    params = SMALL_MAMBA if cls is MambaDetector else SMALL_MOME
+    det = cls(random_state=0, **{**params, "max_epochs": 1, "validation_fraction": 0.0})
+    sizes = []
+    original = det._loss
+
+    def spy(net, xb, *args, **kwargs):
+        sizes.append(xb.shape[0])
+        return original(net, xb, *args, **kwargs)
+
+    det._loss = spy
+    det.fit(X, y)
+    assert sizes
+    if cls is MambaDetector:
+        assert max(sizes) <= 32 + 3  # 32 unlabeled rows and the 3 anomalies once each
+        sizes.clear()
+        det.set_params(merge_repeats=False).fit(X, y)  # every repeat, as before
+        assert set(sizes) == {64}
+        with pytest.raises(InvalidInputError, match="merge_repeats must be True or False"):
+            det.set_params(merge_repeats="yes").fit(X, y)
+    else:
+        assert set(sizes) == {64}
+
+
 def test_threaded_scoring_matches_one_thread_and_restores_settings(data, fitted_mome):
     Xt = data[2]
     threads = torch.get_num_threads()

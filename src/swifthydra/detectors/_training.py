@@ -145,6 +145,21 @@ def balanced_batches(
     ]
 
 
+def merge_repeats(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The distinct row indices of a mini-batch and each one's loss multiplier, or ``(batch,
+    None)`` when no row repeats.
+
+    The multiplier is the row's repeats times ``distinct / len(batch)``, so a mean over the distinct
+    rows of the multiplied per-row losses equals the mean over the whole batch: the same loss, and
+    without dropout the same gradient, for the network run once per distinct row. The cycled half of
+    :func:`balanced_batches` repeats a handful of known anomalies a hundred times.
+    """
+    rows, repeats = np.unique(batch, return_counts=True)
+    if rows.shape[0] == batch.shape[0]:
+        return batch, None
+    return rows, repeats * (rows.shape[0] / batch.shape[0])
+
+
 def balanced_weights(y: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
     """Per-row loss weights giving each class half the total weight (mean weight 1)."""
     n = y.shape[0]

@@ -31,6 +31,7 @@ from swifthydra.detectors._training import (
     better,
     class_normalized_weights,
     flush_denormals,
+    merge_repeats,
     seeded,
     single_threaded_ops,
     stratified_split,
@@ -46,6 +47,13 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
     _estimator_type = "outlier_detector"
 
     # -- subclass hooks -------------------------------------------------------------------------
+    def _merges_repeats(self) -> bool:
+        """Whether a mini-batch's repeated rows run through the network once, their loss weighted
+        by the repeats (``MambaDetector(merge_repeats=True)``; docs/design.md §4.2). Not the MoME:
+        its load-balancing term counts a batch's rows, and its gate draws an expert per row, so the
+        repeats of a known anomaly reach several experts in one step."""
+        return False
+
     def _validate_params(self) -> None:
         check_int("n_layers", self.n_layers, 0)
         check_int("d_model", self.d_model, 1)
@@ -293,6 +301,7 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
         bs = int(self.batch_size)
         steps = None if self.max_steps_per_epoch is None else int(self.max_steps_per_epoch)
         rng = np.random.RandomState(seed)
+        merging = self._merges_repeats()
         stale = loss_stale = 0
         best_loss = math.inf
         best_state = (
@@ -306,9 +315,12 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
                 if steps is not None:  # a fresh random sample of the rows each epoch
                     batches = batches[:steps]
                 for b, batch in enumerate(batches, 1):
+                    n_rows = batch.shape[0]
+                    batch, repeats = merge_repeats(batch) if merging else (batch, None)
                     idx = torch.from_numpy(batch).to(self.device_)
                     tb = None if tt is None else tt[idx]
-                    loss, parts = self._loss(net, Xt[idx], yt[idx], wt[idx], tb, train=True)
+                    wb = wt[idx] if repeats is None else wt[idx] * torch.from_numpy(repeats).to(wt)
+                    loss, parts = self._loss(net, Xt[idx], yt[idx], wb, tb, train=True)
                     value = loss.item()
                     if not math.isfinite(value):
                         self._diverged(f"the training loss became {value}", self.n_epochs_ + 1, b)
@@ -318,10 +330,10 @@ class NeuralDetector(PersistenceMixin, BaseEstimator):
                     if not torch.isfinite(norm):
                         self._diverged("the gradients became non-finite", self.n_epochs_ + 1, b)
                     opt.step()
-                    total += value * idx.shape[0]
+                    total += value * n_rows
                     for k, v in parts.items():
-                        parts_sum[k] = parts_sum.get(k, 0.0) + v * idx.shape[0]
-                    count += idx.shape[0]
+                        parts_sum[k] = parts_sum.get(k, 0.0) + v * n_rows
+                    count += n_rows
                 self.n_epochs_ += 1
                 record = {"epoch": self.n_epochs_, "train_loss": total / count}
                 record.update({f"train_{k}": v / count for k, v in parts_sum.items()})

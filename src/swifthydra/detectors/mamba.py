@@ -11,6 +11,7 @@ from swifthydra.callbacks import DETECTOR, DETECTOR_FINETUNE
 from swifthydra.detectors._params import check_int
 from swifthydra.detectors._persistence import scorer_numel
 from swifthydra.detectors.base import NeuralDetector
+from swifthydra.exceptions import InvalidInputError
 from swifthydra.nn.mamba import MambaScorer
 
 
@@ -47,6 +48,11 @@ class MambaDetector(NeuralDetector):
     batch_size : int, default=256
         Training mini-batch size; every batch is half known anomalies (cycled) and half
         unlabeled rows.
+    merge_repeats : bool, default=True
+        Run each distinct row of a mini-batch through the network once, its loss multiplied by its
+        repeats: the same loss (and, without dropout, gradient) as the whole batch, whose cycled
+        half repeats a few known anomalies many times, for about half the arithmetic
+        (docs/design.md §4.2). ``False`` runs every repeat, as before version 0.3.
     max_epochs : int, default=60
         Most training epochs in ``fit``.
     max_steps_per_epoch : int or None, default=32
@@ -122,6 +128,7 @@ class MambaDetector(NeuralDetector):
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         batch_size: int = 256,
+        merge_repeats: bool = True,
         max_epochs: int = 60,
         max_steps_per_epoch: int | None = 32,
         patience: int = 8,
@@ -148,6 +155,7 @@ class MambaDetector(NeuralDetector):
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.merge_repeats = merge_repeats
         self.max_epochs = max_epochs
         self.max_steps_per_epoch = max_steps_per_epoch
         self.loss_tol = loss_tol
@@ -164,6 +172,11 @@ class MambaDetector(NeuralDetector):
     def _validate_params(self) -> None:
         super()._validate_params()
         check_int("max_tokens", self.max_tokens, 1)
+        if not isinstance(self.merge_repeats, (bool, np.bool_)):
+            raise InvalidInputError(f"merge_repeats must be True or False, got {self.merge_repeats!r}.")
+
+    def _merges_repeats(self) -> bool:
+        return bool(self.merge_repeats)
 
     def _build_net(self, n_features: int, X: np.ndarray | None, seed: int) -> nn.Module:
         kwargs = {"max_tokens": int(self.max_tokens)} if self.tokenizer == "patch" else {}
