@@ -291,6 +291,44 @@ def tables(markdown: bool, kinds: tuple[str, ...] = KINDS, candidates: bool = Tr
     return "\n".join(out) if out else "no dataset has finished cells of every model yet"
 
 
+def headline() -> str:
+    """The README's one table: per scenario and ratio (rows), each model's mean AUC-ROC / AUC-PR
+    over the datasets every model has finished (the best of each in bold), then the median fit
+    seconds of a cell at labelled ratio 0.05; :func:`tables` has ranks, Wilcoxon p and the rest."""
+    groups = _groups(_cells())
+    skip = {f"swifthydra+{c}" for c in CANDIDATES}
+    found = []
+    for (kind, ratio), models in sorted(groups.items(), key=lambda kv: (KINDS.index(kv[0][0]), kv[0][1])):
+        table = summarise({m: v for m, v in models.items() if m not in skip})
+        if table is not None:
+            label = f"labelled ratio {ratio}" if kind == "standard" else kind
+            found.append((f"{label} ({len(table['datasets'])} datasets)", {r["model"]: r for r in table["rows"]},
+                          (kind, ratio) == ("standard", "0.05")))
+    if not found:
+        return "no dataset has finished cells of every model yet"
+    columns = [m for m in MODEL_LABELS if any(m in rows for _, rows, _ in found)]
+    out = ["| mean AUC-ROC / AUC-PR | " + " | ".join(MODEL_LABELS[m] for m in columns) + " |",
+           "|---|" + "--:|" * len(columns)]
+    fits = None
+    for label, rows, standard_005 in found:
+        best_roc = max(r["roc"] for r in rows.values())
+        best_pr = max(r["pr"] for r in rows.values())
+        cells = []
+        for m in columns:
+            r = rows.get(m)
+            if r is None:
+                cells.append("")
+                continue
+            roc, pr = f"{r['roc']:.3f}", f"{r['pr']:.3f}"
+            cells.append(f"{f'**{roc}**' if r['roc'] == best_roc else roc} / {f'**{pr}**' if r['pr'] == best_pr else pr}")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+        if standard_005:
+            fits = [f"{rows[m]['fit']:.2f}" if m in rows else "" for m in columns]
+    if fits is not None:
+        out.append("| median fit s, labelled ratio 0.05 | " + " | ".join(fits) + " |")
+    return "\n".join(out)
+
+
 def write(paths: list[Path], kinds_of: dict[str, tuple[str, ...]]) -> list[Path]:
     """Replace the generated block of each file (between :data:`BEGIN` and :data:`END`) with the
     markdown tables; returns the files that changed."""
@@ -309,14 +347,17 @@ def write(paths: list[Path], kinds_of: dict[str, tuple[str, ...]]) -> list[Path]
     return changed
 
 
-# which tables each generated file shows (the README keeps to its front-page three, without the
-# candidates' lines, which docs/benchmarks.md carries)
-FILES = {"README.md": ("standard", "never-labelled types"), "benchmarks.md": KINDS}
+# which tables each generated file shows: docs/benchmarks.md all of them, with the candidates'
+# lines; the README (None) the one headline table
+FILES = {"README.md": None, "benchmarks.md": KINDS}
 
 
-def page_tables(name: str, kinds_of: dict[str, tuple[str, ...]] = FILES) -> str:
+def page_tables(name: str, kinds_of: dict[str, tuple[str, ...] | None] = FILES) -> str:
     """The generated block of the page called ``name``."""
-    return tables(True, kinds_of.get(name, KINDS), candidates=name != "README.md").replace("### ", "#### ")
+    kinds = kinds_of.get(name, KINDS)
+    if kinds is None:
+        return headline()
+    return tables(True, kinds, candidates=True).replace("### ", "#### ")
 
 
 def main() -> None:

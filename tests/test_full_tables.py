@@ -106,7 +106,13 @@ def test_write_replaces_only_the_generated_block(ft, tmp_path):
     assert ft.write([page], ft.FILES) == [page]
     text = page.read_text()
     assert "stale table" not in text and text.startswith("# title\n\nbefore\n") and text.endswith("after\n")
-    assert "#### standard, labelled ratio 0.05: 3 datasets" in text and "| SwiftHydra() | **0.9000** |" in text
+    assert "| labelled ratio 0.05 (3 datasets) | **0.900** / " in text and "| SwiftHydra() | CatBoost |" in text
+    assert "| median fit s, labelled ratio 0.05 |" in text
+    docs = tmp_path / "benchmarks.md"  # docs/benchmarks.md: the full tables
+    docs.write_text(f"{ft.BEGIN}\n{ft.END}\n")
+    assert ft.write([docs], ft.FILES) == [docs]
+    assert "#### standard, labelled ratio 0.05: 3 datasets" in docs.read_text()
+    assert "| SwiftHydra() | **0.9000** |" in docs.read_text()
     assert ft.write([page], ft.FILES) == []  # current: nothing to write
     (tmp_path / "other.md").write_text("no block")
     with pytest.raises(SystemExit, match="no generated block"):
