@@ -6,8 +6,9 @@ anomaly types as the labelled one), for five *parts* on identical splits:
 
 * ``peers``: CatBoost, XGBOD, DevNet (reference) and IForest;
 * ``none``: ``SwiftHydra()``, the defaults (``generator="none"``: no generated anomalies), run again
-  when the large detector began to merge a batch's repeated rows (version 0.3; docs/benchmarks.md
-  §10.16); the ``rl``, ``fast`` and ``e8`` parts ran on the code before it;
+  with the defaults of version 0.3 (the large detector merges a batch's repeated rows, the MoME's
+  expert search samples 1,000 rows; docs/benchmarks.md §10.16-§10.17); the ``rl``, ``fast`` and
+  ``e8`` parts ran on the code before 0.3;
 * ``rl``: ``SwiftHydra(generator="rl")``, the paper's loop (the default until these tables showed
   it level with ``none`` for twice the fit time);
 * ``prior``: SwiftHydra's k-NN density prior alone (no network), bench model ``prior``;
@@ -16,8 +17,6 @@ anomaly types as the labelled one), for five *parts* on identical splits:
   each table, like ``rl``, so that a part still running leaves the tables as they are;
 * ``e8``: a candidate default (issue 24: the MoME with a fixed 8 experts and no search for their
   number, the rest as ``SwiftHydra()``; 3.7 times CatBoost's fit on the speed panel against 4.5).
-* ``g1000``: a candidate default (issue 24: the search for the MoME's number of experts on 1,000
-  sampled rows instead of 2,000; 2.9 times CatBoost's fit on the speed panel against 3.2-3.3).
 
 Each part is one ``swifthydra bench`` results file in a work folder (``--work``, default
 ``$SWIFTHYDRA_FULL_TABLES`` or the user cache), filled one dataset at a time, smallest first, until
@@ -60,9 +59,8 @@ PARTS = {  # the bench arguments of each part
     "fast": ["--models", "swifthydra", "--param", 'swifthydra.detector_params={"batch_size":128}',
              "--param", 'swifthydra.mome_params={"n_experts":8}'],
     "e8": ["--models", "swifthydra", "--param", 'swifthydra.mome_params={"n_experts":8}'],
-    "g1000": ["--models", "swifthydra", "--param", 'swifthydra.mome_params={"gmm_max_rows":1000}'],
 }
-CANDIDATES = ("fast", "e8", "g1000")
+CANDIDATES = ("fast", "e8")
 RATIOS = ("0.01", "0.05")
 SEEDS = ("1", "2", "3")
 # the columns kept in the committed CSV (the per-episode history and host details stay in the work file)
@@ -74,8 +72,7 @@ MODEL_LABELS = {"swifthydra": "SwiftHydra()", "swifthydra+rl": "generator=\"rl\"
                 "xgbod": "XGBOD", "devnet-ref": "DevNet-ref", "iforest": "IForest",
                 "prior": "the prior alone",
                 "swifthydra+fast": "batch_size=128 and 8 experts (candidate)",
-                "swifthydra+e8": "8 experts, no search (candidate)",
-                "swifthydra+g1000": "expert search on 1,000 rows (candidate)"}
+                "swifthydra+e8": "8 experts, no search (candidate)"}
 
 
 def _swifthydra() -> list[str]:
