@@ -292,18 +292,37 @@ def _routed_mome_graph(module, n_features: int, opset: int):
     ]
     nodes += list(head.graph.node)
     inits += list(head.graph.initializer)
-    outputs = []
-    for out in head.graph.output:  # back to the plain names
-        name = out.name[len("head_"):]
-        nodes.append(helper.make_node("Identity", [out.name], [name]))
-        vi = helper.make_tensor_value_info(name, out.type.tensor_type.elem_type, ["batch"])
-        outputs.append(vi)
+    outputs = _unprefixed_outputs(head.graph.output, "head_", nodes)
     inputs = [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", n_features]),
               helper.make_tensor_value_info("prior", TensorProto.DOUBLE, ["batch"])]
     graph = helper.make_graph(nodes, "swifthydra_routed_mome", inputs, outputs, inits)
-    opsets = {o.domain: o.version for m in (front, expert, head) for o in m.opset_import}
+    return _composed_model(graph, (front, expert, head))
+
+
+def _unprefixed_outputs(outputs, prefix: str, nodes: list) -> list:
+    """The outputs of a graph merged under ``prefix``, back to their plain names: appends one
+    ``Identity`` per output to ``nodes`` and returns the new outputs (one value per row)."""
+    from onnx import helper
+
+    plain = []
+    for out in outputs:
+        name = out.name[len(prefix):]
+        nodes.append(helper.make_node("Identity", [out.name], [name]))
+        plain.append(helper.make_tensor_value_info(name, out.type.tensor_type.elem_type, ["batch"]))
+    return plain
+
+
+def _composed_model(graph, parts):
+    """A model of ``graph``, assembled from the graphs of the models ``parts``: their highest opset
+    of each domain and their highest IR version."""
+    from onnx import helper
+
+    opsets = {}
+    for m in parts:
+        for o in m.opset_import:
+            opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
-                             ir_version=front.ir_version)
+                             ir_version=max(m.ir_version for m in parts))
 
 
 
@@ -381,19 +400,10 @@ def _with_prior(main, prior, n_features: int, *, blocked: bool, block: int = PRI
         nodes.append(helper.make_node("Identity", ["prior_prior"], ["main_prior"]))
     nodes += list(main.graph.node)
     inits += list(main.graph.initializer)
-    outputs = []
-    for out in main.graph.output:  # back to the plain names
-        name = out.name[len("main_"):]
-        nodes.append(helper.make_node("Identity", [out.name], [name]))
-        outputs.append(helper.make_tensor_value_info(name, out.type.tensor_type.elem_type, ["batch"]))
+    outputs = _unprefixed_outputs(main.graph.output, "main_", nodes)
     inputs = [helper.make_tensor_value_info("features", TensorProto.DOUBLE, ["batch", n_features])]
     graph = helper.make_graph(nodes, main.graph.name, inputs, outputs, inits)
-    opsets = {}
-    for m in (prior, main):
-        for o in m.opset_import:
-            opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
-                             ir_version=max(prior.ir_version, main.ir_version))
+    return _composed_model(graph, (prior, main))
 
 
 def _check_column_names(pre) -> None:
