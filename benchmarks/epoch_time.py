@@ -21,7 +21,17 @@
    (the default), stacked but run one expert after another, and the layout before the stacking
    (one module per expert, a Python loop; kept below, so the comparison can be re-run).
 
-    python benchmarks/epoch_time.py [--repeat 3] [--steps 40] [--only-scan] [--sizes] [--mome]
+6. (``--shards``) whether a second thread can speed up one training step of SwiftHydra's large
+   detector (the network of ``MambaDetector(n_layers=1)``, 10 or 32 features, dropout 0.1) by data
+   parallelism: the step's rows cut in two halves, each half's network body run forward and
+   backward on its own thread (its own autograd graph, cut at the pooled features), the dropout,
+   head and loss on the calling thread, the halves' gradients summed in a fixed order (so the
+   result would not depend on the thread count). Ms per step (forward and backward, no optimiser),
+   one thread for the whole rows, the halves one after the other, and the halves on two threads;
+   133 rows is a default step after ``merge_repeats`` (128 unlabeled rows and a few known
+   anomalies), 266 the same step without it.
+
+    python benchmarks/epoch_time.py [--repeat 3] [--steps 40] [--only-scan] [--sizes] [--mome] [--shards]
 """
 
 from __future__ import annotations
@@ -235,6 +245,81 @@ def mome_step_ms(steps: int, rounds: int) -> list[tuple[int, str, float]]:
     return [(k, label, ms) for (k, label), ms in best.items()]
 
 
+def shard_step_ms(steps: int, rounds: int) -> list[tuple[int, int, dict[str, float]]]:
+    """(features, rows, {way: best median ms per step}) of item 6."""
+    import statistics
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    import torch.nn.functional as F
+
+    from swifthydra.detectors import MambaDetector
+    from swifthydra.detectors._training import flush_denormals, single_threaded_ops
+
+    ways = ("whole rows, 1 thread", "two halves, 1 thread", "two halves, 2 threads")
+    results = []
+    with single_threaded_ops(), ThreadPoolExecutor(1) as pool:
+        for n_features in (10, 32):
+            rng = np.random.RandomState(0)
+            X = rng.randn(600, n_features).astype(np.float32)
+            y = np.zeros(600, dtype=np.int64)
+            y[:5] = 1
+            net = MambaDetector(n_layers=1, max_epochs=1, random_state=0).fit(X, y).model_.train()
+            head = list(net.head.parameters())
+            body = [p for p in net.parameters() if all(p is not q for q in head)]
+
+            def features(x, net=net):
+                h = net.backbone(net.tokenizer(net.scaler(x)))
+                return h[:, 0] if h.shape[1] == 1 else h.mean(1)
+
+            def body_grad(h, g, body=body):
+                with flush_denormals():  # per thread
+                    return torch.autograd.grad(h, body, grad_outputs=g, allow_unused=True)
+
+            def pooled(x):
+                with flush_denormals():
+                    return features(x)
+
+            for rows in (133, 266):
+                x, t, w = torch.from_numpy(X[:rows]), torch.from_numpy((y[:rows] == 1).astype(np.float32)), torch.ones(rows)
+
+                def whole(x=x, t=t, w=w, net=net):
+                    loss = (w * F.binary_cross_entropy_with_logits(net(x), t, reduction="none")).mean()
+                    loss.backward()
+
+                def halves(threads: int, x=x, t=t, w=w, net=net, head=head, body=body) -> None:
+                    k = x.shape[0] // 2
+                    if threads == 2:
+                        later = pool.submit(pooled, x[k:])
+                        h0 = features(x[:k])
+                        h1 = later.result()
+                    else:
+                        h0, h1 = features(x[:k]), features(x[k:])
+                    cut = [h0.detach().requires_grad_(), h1.detach().requires_grad_()]
+                    logits = net.head(net.dropout(torch.cat(cut))).squeeze(-1)
+                    loss = (w * F.binary_cross_entropy_with_logits(logits, t, reduction="none")).mean()
+                    g0, g1, *_ = torch.autograd.grad(loss, [*cut, *head])
+                    if threads == 2:
+                        later = pool.submit(body_grad, h1, g1)
+                        a, b = body_grad(h0, g0), later.result()
+                    else:
+                        a, b = body_grad(h0, g0), body_grad(h1, g1)
+                    [None if u is None else u + v for u, v in zip(a, b, strict=True)]
+
+                runs = {ways[0]: whole, ways[1]: lambda h=halves: h(1), ways[2]: lambda h=halves: h(2)}
+                best = dict.fromkeys(ways, float("inf"))
+                for _ in range(rounds):
+                    for way, step in runs.items():
+                        times = []
+                        for _ in range(steps + 5):
+                            t0 = time.perf_counter()
+                            step()
+                            times.append(time.perf_counter() - t0)
+                        best[way] = min(best[way], 1000 * statistics.median(times[5:]))
+                results.append((n_features, rows, best))
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=3)
@@ -242,7 +327,14 @@ def main() -> None:
     p.add_argument("--only-scan", action="store_true", help="only the per-step timings of item 3")
     p.add_argument("--sizes", action="store_true", help="only the training step of each size of item 4")
     p.add_argument("--mome", action="store_true", help="only the MoME training steps of item 5")
+    p.add_argument("--shards", action="store_true", help="only the data-parallel training steps of item 6")
     args = p.parse_args()
+
+    if args.shards:
+        for n_features, rows, best in shard_step_ms(args.steps, args.repeat):
+            print(f"large detector, {n_features} features, {rows} rows: "
+                  + ", ".join(f"{way} {ms:.2f} ms" for way, ms in best.items()))
+        return
 
     if args.mome:
         for k, label, ms in mome_step_ms(args.steps, args.repeat):
