@@ -68,6 +68,31 @@ def test_column_mismatch_lists_columns(frame):
         pre.transform(frame.drop(columns=["count"]).assign(extra=1))
 
 
+@pytest.mark.parametrize(
+    ("change", "problems", "advice"),
+    [
+        (lambda f: f.assign(extra=1), "unexpected columns ['extra']",
+         "To score it, drop the unexpected columns (a column that only identifies the rows can be named as the id column"),
+        (lambda f: f.drop(columns=["count"]), "missing columns ['count']",
+         "To score it, add the missing columns: the model scores with every training column."),
+        (lambda f: f.rename(columns={"count": "n"}), "missing columns ['count']; unexpected columns ['n']",
+         "To score it, give a renamed column its training name, add the other missing columns and drop the other "
+         "unexpected ones"),
+        (lambda f: f.set_axis(["amount" if c == "count" else c for c in f.columns], axis=1),
+         "missing columns ['count']; duplicated columns ['amount']",
+         "add the missing columns: the model scores with every training column; give every column its own name."),
+    ],
+    ids=["extra", "missing", "renamed", "duplicated"],
+)
+def test_column_mismatch_says_what_to_do(frame, change, problems, advice):
+    pre = TablePreprocessor(exclude=["id", "is_fraud"]).fit(frame)
+    with pytest.raises(InvalidInputError) as info:
+        pre.check_columns(list(change(frame).columns))
+    message = str(info.value)
+    assert message.startswith(f"the table does not match the training columns: {problems}. ")
+    assert advice in message
+
+
 def test_reject_choices_name_the_columns(tmp_path, frame):
     path = tmp_path / "d.csv"
     frame.to_csv(path, index=False)

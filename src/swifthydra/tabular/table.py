@@ -787,15 +787,25 @@ class TablePreprocessor:
         extra = sorted(present_set - allowed)
         duplicated = duplicated_names(present)
         if missing_cols or extra or duplicated:
-            parts = []
+            parts, todo = [], []
             if missing_cols:
                 parts.append(f"missing columns {missing_cols}")
             if extra:
                 parts.append(f"unexpected columns {extra}")
+            ids = " (a column that only identifies the rows can be named as the id column instead)"
+            if missing_cols and extra:
+                todo.append("give a renamed column its training name, add the other missing columns and drop the "
+                            "other unexpected ones" + ids)
+            elif missing_cols:
+                todo.append("add the missing columns: the model scores with every training column")
+            elif extra:
+                todo.append("drop the unexpected columns" + ids)
             if duplicated:
                 parts.append(f"duplicated columns {duplicated}")
+                todo.append("give every column its own name")
             raise InvalidInputError(
-                f"the table does not match the training columns: {'; '.join(parts)}."
+                f"the table does not match the training columns: {'; '.join(parts)}. To score it, "
+                f"{'; '.join(todo)}."
             )
 
     @staticmethod
