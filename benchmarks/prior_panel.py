@@ -18,6 +18,7 @@ mean AUC-ROC / AUC-PR per model with Wilcoxon p-values of the full score against
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -60,6 +61,10 @@ def main() -> None:
     p.add_argument("--data-dir", default=str(repo.parent / "shared" / "adbench"))
     p.add_argument("--out", required=True, help="JSON-lines file (appended)")
     p.add_argument("--summary-only", action="store_true", help="print the summary of --out and exit")
+    p.add_argument("--no-peers", action="store_true", help="fit SwiftHydra only (no CatBoost, no IForest)")
+    p.add_argument("--save-scores", default=None,
+                   help="folder: per fit, an .npz of the test rows' labels, the network's score, the prior's "
+                        "term and the fusion's weight and scale (other fusions can be judged from it, no refit)")
     args = p.parse_args()
     out = Path(args.out)
     if not args.summary_only:
@@ -88,7 +93,7 @@ def run(args, out: Path) -> None:
 
         for ds, seed, setting, Xtr, ytr, Xte, yte, mask in _cells(args):
             base = {"dataset": ds, "seed": seed, "setting": setting, "ratio": args.labeled_ratio}
-            for name in ("catboost", "iforest"):
+            for name in () if args.no_peers else ("catboost", "iforest"):
                 if (ds, seed, setting, args.labeled_ratio, name) in done:
                     continue
                 spec = get_model(name)
@@ -107,6 +112,17 @@ def run(args, out: Path) -> None:
                 Xte = np.asarray(Xte, dtype=np.float64)
                 full = m.decision_function(Xte)
                 net = m._score_scaled(m._scale(Xte))
+                if args.save_scores and m.prior_ is not None:
+                    folder = Path(args.save_scores)
+                    folder.mkdir(parents=True, exist_ok=True)
+                    np.savez_compressed(
+                        folder / f"{ds}_{seed}_{setting.replace(':', '-')}_{args.labeled_ratio}_{hashlib.sha1(tag.encode()).hexdigest()[:8]}.npz",
+                        y=np.asarray(yte), mask=np.ones(len(yte), bool) if mask is None else np.asarray(mask),
+                        net=net, term=m.prior_.term(m.scaler_.standardise(Xte)), full=full,
+                        weight=m.prior_weight_, scale=m.prior_scale_, prior_auc=m.prior_auc_,
+                        y_train=np.asarray(ytr), term_train=(term_train := m.prior_.term(m.scaler_.standardise(Xtr))),
+                        net_train=m.decision_scores_ - m.prior_scale_ * term_train,
+                    )
                 emit({**base, "model": tag, "fit_s": fit_s, "prior_auc": m.prior_auc_, "prior_weight": m.prior_weight_,
                       **dict(zip(("roc", "pr"), _metrics(yte, full, mask), strict=True)),
                       **dict(zip(("net_roc", "net_pr"), _metrics(yte, net, mask), strict=True)),
