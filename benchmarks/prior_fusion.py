@@ -37,6 +37,10 @@ def fused(d, fusion: str) -> np.ndarray:
     if kind == "tail":
         tau, wmax = float(args[0]), float(args[1])
         return net + s * (w * t + max(0.0, wmax - w) * np.maximum(t - tau, 0.0))
+    if kind == "tailq":  # TAU at quantile Q of the unlabeled training rows' term
+        tau = float(np.quantile(d["term_train"][d["y_train"] == 0], float(args[0])))
+        wmax = float(args[1])
+        return net + s * (w * t + max(0.0, wmax - w) * np.maximum(t - tau, 0.0))
     if kind == "fixed":
         return net + float(args[0]) * s * t
     raise SystemExit(f"unknown fusion {fusion!r}: base, tail:TAU:WMAX or fixed:W")

@@ -293,7 +293,7 @@ def _mutate(path: Path, kind: str, rnd: random.Random, value) -> None:
         if kind == "config replaced":
             meta = value
         elif kind == "format version":
-            meta["format_version"] = rnd.choice([0, -1, 3, 10**6, "1", None, 1.5])
+            meta["format_version"] = rnd.choice([0, -1, 4, 10**6, "1", None, 1.5])
         else:
             target_path = rnd.choice(list(_json_paths(meta["config"]))[1:])
             parent = meta["config"]

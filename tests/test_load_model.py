@@ -228,7 +228,7 @@ def test_a_model_directory_of_format_1_loads_with_the_same_scores(fitted, tmp_pa
     shutil.copytree(d / "model", old)
     tensors = load_file(str(old / WEIGHTS_FILE))
     stacked = {k: v for k, v in tensors.items() if k.startswith("mome.experts.stacked.")}
-    assert stacked and FORMAT_VERSION == 2
+    assert stacked and FORMAT_VERSION >= 2
     for key, value in stacked.items():
         name = key[len("mome.experts.stacked."):]
         del tensors[key]

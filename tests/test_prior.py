@@ -15,7 +15,14 @@ from sklearn.neighbors import NearestNeighbors
 
 from _presets import MICRO
 from swifthydra import SwiftHydra
-from swifthydra.detectors.prior import GROUP, DensityPrior, K, log_knn_distance, smallest
+from swifthydra.detectors.prior import (
+    GROUP,
+    DensityPrior,
+    K,
+    log_knn_distance,
+    prior_part,
+    smallest,
+)
 from swifthydra.exceptions import InvalidInputError, ModelFileError
 
 
@@ -156,7 +163,9 @@ def test_the_prior_only_adds_to_the_networks_score(planted_models):
     model, without, X, _, X_test, _ = planted_models
     assert without.prior_ is None and without.prior_weight_ == 0.0 and without.prior_scale_ == 0.0
     np.testing.assert_array_equal(model._score_scaled(model._scale(X_test)), without.decision_function(X_test))
-    expected = without.decision_function(X_test) + model.prior_scale_ * model.prior_.term(model.scaler_.standardise(X_test))
+    expected = without.decision_function(X_test) + prior_part(
+        model.prior_.term(model.scaler_.standardise(X_test)), model.prior_scale_, model.prior_tail_scale_,
+        model.prior_tail_from_)
     np.testing.assert_allclose(model.decision_function(X_test), expected, rtol=0, atol=1e-12)
     np.testing.assert_allclose(model.decision_scores_, model.decision_function(X), rtol=0, atol=1e-12)
     assert model.threshold_ == pytest.approx(np.quantile(model.decision_scores_, 0.9), rel=1e-6)
@@ -276,3 +285,112 @@ def test_info_reports_the_prior(planted_models, tmp_path):
     summary = json.loads(runner.invoke(app, ["info", str(tmp_path / "m"), "--json"]).output)
     assert summary["density_prior"]["weight"] == pytest.approx(model.prior_weight_)
     assert "density prior  none" in runner.invoke(app, ["info", str(tmp_path / "w")]).output
+
+
+# -- the far tail (version 0.4): beyond every unlabeled training row, the rule's full weight ------
+
+
+def test_prior_part_adds_the_excess_beyond_the_tail_at_its_own_scale():
+    t = np.array([-1.0, 0.5, 2.0, 3.0, 7.5])
+    np.testing.assert_array_equal(prior_part(t, 0.4), 0.4 * t)
+    np.testing.assert_array_equal(prior_part(t, 0.4, 0.0, 2.0), 0.4 * t)  # no tail scale: no tail
+    np.testing.assert_allclose(prior_part(t, 0.4, 1.6, 2.0), 0.4 * t + 1.6 * np.array([0, 0, 0, 1.0, 5.5]))
+    tt = torch.from_numpy(t)
+    np.testing.assert_allclose(prior_part(tt, 0.4, 1.6, 2.0).numpy(), prior_part(t, 0.4, 1.6, 2.0), rtol=0, atol=0)
+
+
+def _planted_near(seed=0):
+    """Labelled anomalies close to the normal rows (the prior barely separates them: a small
+    weight) and, in the test rows only, a kind far from every training row."""
+    rng = np.random.default_rng(seed)
+    normal = rng.normal(size=(1000, 4))
+    seen = rng.normal(size=(20, 4)) + np.array([0.8, 0, 0, 0])
+    X = np.vstack([seen, normal])
+    y = np.r_[np.ones(len(seen)), np.zeros(len(normal))].astype(int)
+    far = rng.normal(size=(30, 4)) * 0.3 + np.array([0, 0, -7.0, 7.0])
+    X_test = np.vstack([rng.normal(size=(300, 4)), far])
+    y_test = np.r_[np.zeros(300), np.ones(len(far))]
+    return X, y, X_test, y_test
+
+
+@pytest.fixture(scope="module")
+def near_model():
+    X, y, X_test, y_test = _planted_near()
+    return SwiftHydra(random_state=0, **MICRO).fit(X, y), X, y, X_test, y_test
+
+
+def test_auto_weight_counts_rows_beyond_every_training_row_at_full_weight(near_model):
+    from swifthydra.hydra import AUTO_PRIOR_WEIGHT
+
+    model, X, y, X_test, y_test = near_model
+    assert model.prior_weight_ < 0.5 * AUTO_PRIOR_WEIGHT  # the labelled kind is not far
+    train_term = model.prior_.term(model.scaler_.standardise(X))
+    assert model.prior_tail_from_ == np.max(train_term[y == 0])
+    unit = model.prior_scale_ / model.prior_weight_
+    assert model.prior_tail_scale_ == pytest.approx((AUTO_PRIOR_WEIGHT - model.prior_weight_) * unit, rel=1e-12)
+    net = model._score_scaled(model._scale(X_test))
+    term = model.prior_.term(model.scaler_.standardise(X_test))
+    assert (term[y_test == 1] > model.prior_tail_from_).all()  # the far kind; a few test normals may be too
+    inside = term <= model.prior_tail_from_
+    assert inside.sum() > 250
+    got = model.decision_function(X_test)
+    np.testing.assert_allclose(got[inside], (net + model.prior_scale_ * term)[inside], rtol=0, atol=1e-12)
+    want = net + prior_part(term, model.prior_scale_, model.prior_tail_scale_, model.prior_tail_from_)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert (got[y_test == 1] > (net + model.prior_scale_ * term)[y_test == 1]).all()
+    # the training rows' scores and threshold use the same fusion (no training row is beyond it)
+    np.testing.assert_allclose(model.decision_scores_, model.decision_function(X), rtol=0, atol=1e-12)
+
+
+def test_a_weight_given_as_a_number_has_no_tail(near_model):
+    _, X, y, *_ = near_model
+    fixed = SwiftHydra(random_state=0, prior_weight=0.3, **MICRO).fit(X, y)
+    assert (fixed.prior_tail_scale_, fixed.prior_tail_from_) == (0.0, float("inf"))
+
+
+def test_the_tail_survives_save_load_and_a_format_2_file_loads_without_it(near_model, tmp_path):
+    import json
+
+    from swifthydra.io import CONFIG_FILE
+
+    model, *_, X_test, _ = near_model
+    model.save(tmp_path / "m")
+    back = SwiftHydra.load(tmp_path / "m")
+    assert (back.prior_tail_scale_, back.prior_tail_from_) == (model.prior_tail_scale_, model.prior_tail_from_)
+    np.testing.assert_array_equal(back.decision_function(X_test), model.decision_function(X_test))
+    # a model written by version 0.3 (format 2) has no tail and scores as it did then
+    meta = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
+    del meta["config"]["prior"]["tail_scale"], meta["config"]["prior"]["tail_from"]
+    meta["format_version"] = 2
+    (tmp_path / "m" / CONFIG_FILE).write_text(json.dumps(meta))
+    old = SwiftHydra.load(tmp_path / "m")
+    assert (old.prior_tail_scale_, old.prior_tail_from_) == (0.0, float("inf"))
+    net = model._score_scaled(model._scale(X_test))
+    term = model.prior_.term(model.scaler_.standardise(X_test))
+    np.testing.assert_allclose(old.decision_function(X_test), net + model.prior_scale_ * term, rtol=0, atol=1e-12)
+    # a damaged tail is refused, not half-used
+    meta["config"]["prior"].update(tail_scale=-1.0, tail_from=2.0)
+    (tmp_path / "m" / CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="inconsistent"):
+        SwiftHydra.load(tmp_path / "m")
+
+
+def test_explanations_and_onnx_carry_the_tail(near_model, tmp_path):
+    from swifthydra.explain import attribute
+
+    model, X, y, X_test, y_test = near_model
+    rows = X_test[-3:]  # beyond the tail
+    base = np.median(X[y == 0], axis=0)
+    ig = attribute(model, rows, baseline=base, method="integrated-gradients", steps=256)
+    gap = model.decision_function(rows) - model.decision_function(base[None])[0]
+    np.testing.assert_allclose(ig.sum(1), gap, rtol=0.05, atol=0.05)
+    if importlib.util.find_spec("onnxruntime") is None:
+        return
+    import onnxruntime as ort
+
+    from swifthydra.onnx_export import export_onnx
+
+    export_onnx(model, tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    score = sess.run(None, {"features": X_test.astype(np.float64)})[0]
+    np.testing.assert_allclose(score, model.decision_function(X_test), rtol=0, atol=1e-5)

@@ -165,7 +165,7 @@ def _prior_gradient(model, X, baseline, alphas: np.ndarray) -> np.ndarray:
     a = torch.tensor(alphas, dtype=torch.float64).view(-1, 1, 1)
     s = (s0 + a * (s1 - s0)).reshape(-1, s1.shape[1]).requires_grad_(True)
     with torch.enable_grad():
-        term = model.prior_scale_ * model.prior_.torch_term(s)
+        term = model._prior_part(model.prior_.torch_term(s))
         (grad,) = torch.autograd.grad(term.sum(), s)
     mean_grad = grad.reshape(len(alphas), *s1.shape).mean(0)
     return (mean_grad * (s1 - s0)).detach().numpy()

@@ -512,9 +512,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         self._anchors = data.anchors
         self._fit_inference_model(X_fit, y_fit, generated, seed, cb, mome)  # §9: the MoME, distilled from W
         raw = self._score_scaled(Xs)
-        self._fit_prior(prior, Z, y, raw)  # §10.1: the k-NN density prior, scaled to the scores
+        self._fit_prior(prior, Z, y, raw, prior_term)  # §10.1: the k-NN density prior, scaled to the scores
         self.fit_seconds_ = time.perf_counter() - t0
-        self.decision_scores_ = raw if self.prior_ is None else raw + self.prior_scale_ * prior_term  # §10
+        self.decision_scores_ = raw if self.prior_ is None else raw + self._prior_part(prior_term)  # §10
         self.threshold_ = contamination_threshold(self.decision_scores_, self.contamination)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
         return self
@@ -759,17 +759,28 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         (docs/design.md §10.1)."""
         if getattr(self, "prior_", None) is None:
             return scores
-        return scores + self.prior_scale_ * self.prior_.term(Z)
+        return scores + self._prior_part(self.prior_.term(Z))
 
-    def _fit_prior(self, prior, Z: np.ndarray, y: np.ndarray, raw: np.ndarray) -> None:
+    def _prior_part(self, term):
+        """The prior's part of the score from its term (numpy or torch; docs/design.md §10.1)."""
+        from swifthydra.detectors.prior import prior_part
+
+        return prior_part(term, self.prior_scale_, getattr(self, "prior_tail_scale_", 0.0),
+                          getattr(self, "prior_tail_from_", float("inf")))
+
+    def _fit_prior(self, prior, Z: np.ndarray, y: np.ndarray, raw: np.ndarray, term: np.ndarray | None) -> None:
         """Weigh the k-NN density ``prior`` (fitted on the unlabeled rows by
         :meth:`_data_only_parts`; ``None`` without one) and scale it to the network's scores:
-        ``prior_weight`` times the interquartile range of the unlabeled rows' scores. The prior's
-        rows are standardised, not power-transformed: the transform shrinks the long tails where
-        anomalies lie (docs/design.md §10.1)."""
+        ``prior_weight`` times the interquartile range of the unlabeled rows' scores. With
+        ``prior_weight="auto"`` and a weight below the rule's full :data:`AUTO_PRIOR_WEIGHT`, a row
+        whose ``term`` exceeds every unlabeled training row's (``prior_tail_from_``) counts the excess
+        at the full weight (``prior_tail_scale_``). The prior's rows are standardised, not
+        power-transformed: the transform shrinks the long tails where anomalies lie (docs/design.md
+        §10.1)."""
         from swifthydra.detectors.prior import spread
 
         self.prior_, self.prior_scale_ = None, 0.0
+        self.prior_tail_scale_, self.prior_tail_from_ = 0.0, float("inf")
         self.prior_auc_, self.prior_weight_ = float("nan"), 0.0
         y = np.asarray(y)
         unlabeled = np.flatnonzero(y == 0)
@@ -785,7 +796,11 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         if weight <= 0:
             return
         self.prior_, self.prior_weight_ = prior, float(weight)
-        self.prior_scale_ = float(weight) * spread(raw[unlabeled], 1e-6)
+        unit = spread(raw[unlabeled], 1e-6)
+        self.prior_scale_ = float(weight) * unit
+        if self.prior_weight == "auto" and weight < AUTO_PRIOR_WEIGHT and term is not None:
+            self.prior_tail_from_ = float(np.max(term[unlabeled]))
+            self.prior_tail_scale_ = (AUTO_PRIOR_WEIGHT - float(weight)) * unit
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score per row (a logit; higher = more anomalous).

@@ -36,7 +36,9 @@ from swifthydra.exceptions import ModelFileError
 
 # 2: a MoME's expert weights are stacked (one tensor per parameter, ``experts.stacked.<name>``);
 # format 1 files (``experts.<e>.<name>``) still load
-FORMAT_VERSION = 2
+# 3: SwiftHydra's density prior may have a far tail (``prior.tail_scale``, ``prior.tail_from``; version
+# 0.4), which an older reader would ignore and score differently; format 2 files load with none
+FORMAT_VERSION = 3
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 

@@ -105,6 +105,8 @@ def _scorer_module(est):
                 self.prior_center = prior.center
                 self.prior_scale = prior.scale
                 self.prior_weight = float(est.prior_scale_)
+                self.prior_tail_scale = float(getattr(est, "prior_tail_scale_", 0.0))
+                self.prior_tail_from = float(getattr(est, "prior_tail_from_", float("inf")))
 
         def _mome(self, z: torch.Tensor) -> torch.Tensor:
             """Every expert on every row, the routed one(s) kept (``export_onnx(routed=False)``)."""
@@ -131,11 +133,11 @@ def _scorer_module(est):
             if not self.has_prior:
                 return features[:, 0] * 0.0
             from swifthydra._features import MAX_STANDARDISED
-            from swifthydra.detectors.prior import log_knn_distance
+            from swifthydra.detectors.prior import log_knn_distance, prior_part
 
             z = ((features - self.scaler.center) / self.scaler.scale).clamp(-MAX_STANDARDISED, MAX_STANDARDISED)
             term = (log_knn_distance(z, self.prior_reference, self.prior_k) - self.prior_center) / self.prior_scale
-            return self.prior_weight * term
+            return prior_part(term, self.prior_weight, self.prior_tail_scale, self.prior_tail_from)
 
         def features(self, features: torch.Tensor) -> torch.Tensor:
             """float64 table features -> the float32 rows the network scores."""

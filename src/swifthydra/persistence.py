@@ -49,6 +49,8 @@ def save_swifthydra(est: Any, path, *, overwrite: bool = False, extra_files: dic
         tensors.update({f"prior.{k}": v for k, v in est.prior_.state_tensors().items()})
         config["prior"] = {**est.prior_.get_config(), "weight_scale": float(est.prior_scale_),
                            "weight": float(est.prior_weight_),
+                           **({"tail_scale": float(est.prior_tail_scale_), "tail_from": float(est.prior_tail_from_)}
+                              if getattr(est, "prior_tail_scale_", 0.0) > 0 else {}),
                            "auc": float(est.prior_auc_) if np.isfinite(est.prior_auc_) else None}
     if est.mome_ is not None:
         tensors.update({f"mome.{k}": v for k, v in est.mome_.state_dict().items()})
@@ -114,6 +116,7 @@ def load_swifthydra(cls: type, path, device: str | None = None):
         est.mome_ = MoME.from_config(cfg["mome"], part("mome"), device=device) if "mome" in cfg else None
         est.cvae_ = CVAE.from_state(cfg["cvae"], part("cvae"), device=device) if "cvae" in cfg else None
         est.prior_, est.prior_scale_, est.prior_weight_, est.prior_auc_ = None, 0.0, 0.0, float("nan")
+        est.prior_tail_scale_, est.prior_tail_from_ = 0.0, float("inf")
         if "prior" in cfg:
             from swifthydra.detectors.prior import DensityPrior
 
@@ -121,6 +124,12 @@ def load_swifthydra(cls: type, path, device: str | None = None):
             est.prior_scale_ = float(cfg["prior"]["weight_scale"])
             est.prior_weight_ = float(cfg["prior"].get("weight", float("nan")))
             est.prior_auc_ = float(cfg["prior"].get("auc") or float("nan"))
+            if "tail_scale" in cfg["prior"]:  # version 0.4: the far tail at full weight (docs/design.md §10.1)
+                est.prior_tail_scale_ = float(cfg["prior"]["tail_scale"])
+                est.prior_tail_from_ = float(cfg["prior"]["tail_from"])
+                if not (math.isfinite(est.prior_tail_scale_) and est.prior_tail_scale_ > 0
+                        and math.isfinite(est.prior_tail_from_)):
+                    raise ValueError("density prior: non-finite or non-positive tail")
             if not (math.isfinite(est.prior_scale_) and est.prior_scale_ >= 0
                     and est.prior_.reference.shape[1] == est.n_features_in_):
                 raise ValueError("density prior: weight or feature count do not fit the model")

@@ -210,6 +210,19 @@ class DensityPrior:
         return cls(ref, k, float(config["center"]), scale)
 
 
+def prior_part(term, scale: float, tail_scale: float = 0.0, tail_from: float = float("inf")):
+    """The prior's part of SwiftHydra's score from its term ``t`` (numpy array or torch tensor):
+    ``scale * t + tail_scale * max(t - tail_from, 0)`` (docs/design.md §10.1). Beyond
+    ``tail_from``, the largest term of an unlabeled training row, a row is farther from the
+    training data than any row the networks learned from, and the prior counts with the rule's
+    full weight. With ``tail_scale=0`` (``prior_weight`` a number, or the full weight already) it
+    is ``scale * t``."""
+    part = scale * term
+    if tail_scale > 0:
+        part = part + tail_scale * (term - tail_from).clip(min=0.0)
+    return part
+
+
 def spread(values: np.ndarray, floor: float) -> float:
     """Interquartile range of ``values``; their standard deviation when that is not above
     ``floor``, and 1 when neither is."""
