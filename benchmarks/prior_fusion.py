@@ -2,7 +2,7 @@
 
 ``prior_panel.py --save-scores DIR`` keeps, per fit, the test rows' network score, the prior's
 standardised term ``t`` and the fusion's weight ``w`` and scale (``prior_scale_ = w * s``, ``s``
-the spread of the network's training scores). SwiftHydra scores ``net + w s t``. This script
+the spread of the network's training scores). SwiftHydra 0.3 scored ``net + w s t`` (``base`` below). This script
 rescores every saved fit with other fusions, no refit, so each comparison is paired on the very
 same networks:
 
@@ -10,6 +10,9 @@ same networks:
   up to ``TAU`` (in interquartile ranges of the log distance above its median on the unlabeled
   rows) and rises to ``WMAX`` beyond, so a row far from every normal row counts as far whatever
   the labelled anomalies were like;
+* ``tailq:Q:WMAX``: the same with ``TAU`` the quantile ``Q`` of the unlabeled training rows' terms;
+  ``tailq:1.0:2`` (beyond every unlabeled training row, the rule's full weight 2) is SwiftHydra's
+  fusion since version 0.4, so on fits saved before it ``base`` is the fusion of version 0.3;
 * ``fixed:W``: ``net + W s t`` (one weight for every data set).
 
 Prints, per scenario file pattern and fusion, the mean AUC-ROC / AUC-PR over data sets (cells
@@ -43,7 +46,7 @@ def fused(d, fusion: str) -> np.ndarray:
         return net + s * (w * t + max(0.0, wmax - w) * np.maximum(t - tau, 0.0))
     if kind == "fixed":
         return net + float(args[0]) * s * t
-    raise SystemExit(f"unknown fusion {fusion!r}: base, tail:TAU:WMAX or fixed:W")
+    raise SystemExit(f"unknown fusion {fusion!r}: base, tail:TAU:WMAX, tailq:Q:WMAX or fixed:W")
 
 
 def main() -> None:
@@ -54,7 +57,7 @@ def main() -> None:
     p.add_argument("folder", type=Path)
     p.add_argument("--fusion", action="append", default=None)
     args = p.parse_args()
-    fusions = ["base", *(args.fusion or ["tail:2:2", "tail:3:2", "tail:5:4", "tail:2:3", "fixed:1"])]
+    fusions = ["base", *(args.fusion or ["tailq:1.0:2", "tailq:1.0:8", "tailq:0.99:2", "tail:2:2", "tail:5:4", "fixed:1"])]
     cells: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for f in sorted(args.folder.glob("*.npz")):
         dataset, _seed, setting, ratio, _tag = f.stem.split("_")

@@ -394,3 +394,14 @@ def test_explanations_and_onnx_carry_the_tail(near_model, tmp_path):
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     score = sess.run(None, {"features": X_test.astype(np.float64)})[0]
     np.testing.assert_allclose(score, model.decision_function(X_test), rtol=0, atol=1e-5)
+
+
+def test_info_reports_the_tail(near_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from swifthydra.cli import app
+
+    near_model[0].save(tmp_path / "m")
+    out = CliRunner().invoke(app, ["info", str(tmp_path / "m")])
+    assert out.exit_code == 0, out.output
+    assert "rows farther than every unlabeled training row at full weight" in " ".join(out.output.split())

@@ -210,8 +210,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         nobody labelled still lies far from the normal data. ``"auto"``: ``2 max(0.1, 2 AUC - 1)``,
         the AUC being how well the prior alone separates the known anomalies from the unlabeled
         rows (``prior_auc_``): where the known anomalies are not far from the normal rows the
-        prior keeps a small weight (0.2), for the kinds that are. ``0`` scores with the network
-        alone (docs/design.md §10.1).
+        prior keeps a small weight (0.2), for the kinds that are; and the part of a row's term
+        beyond every unlabeled training row's counts at the full weight 2 (a row unlike any the
+        networks learned from). ``0`` scores with the network alone (docs/design.md §10.1).
     max_samples : int or None, default=100000
         At most this many rows train the networks: every known anomaly (at most half of them
         when there are more) and a seeded random sample of the other rows. The features'
@@ -271,6 +272,10 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
     prior_scale_ : float
         What the prior's standardised term is multiplied by before it is added to the score:
         ``prior_weight_`` times the spread of the network's scores on the unlabeled rows.
+    prior_tail_from_, prior_tail_scale_ : float
+        With ``prior_weight="auto"`` below the full weight: the largest term of an unlabeled
+        training row, and what the term's excess over it is multiplied by (the rest of the full
+        weight 2 times the same spread); ``inf`` and 0 otherwise.
     decision_scores_, labels_, threshold_, n_features_in_
         As in PyOD.
     feature_names_in_ : ndarray of str

@@ -53,7 +53,8 @@ def info(
         "best_episode": cfg.get("best_episode"),
         "pseudo_labels": cfg.get("used_pseudo_labels"),
         "power_transformed_features": power_features,
-        "density_prior": ({"weight": cfg["prior"].get("weight"), "auc": cfg["prior"].get("auc")}
+        "density_prior": ({"weight": cfg["prior"].get("weight"), "auc": cfg["prior"].get("auc"),
+                           "tail_from": cfg["prior"].get("tail_from")}
                           if cfg.get("prior") else None),
         "checksums": "ok",
         "history": history,
@@ -97,7 +98,9 @@ def info(
         auc = prior["auc"]
         lines.append(f"density prior  k-NN distance to the unlabeled rows, weight {prior['weight']:.3g}"
                      + (f" (separates the {'pseudo-labelled' if summary['pseudo_labels'] else 'known'} anomalies "
-                        f"with AUC {auc:.3f})" if auc is not None else ""))
+                        f"with AUC {auc:.3f})" if auc is not None else "")
+                     + ("; rows farther than every unlabeled training row at full weight"
+                        if prior.get("tail_from") is not None else ""))
     else:
         lines.append("density prior  none (the network's score alone)")
     if state is not None:
