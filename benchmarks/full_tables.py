@@ -6,11 +6,11 @@ anomaly types as the labelled one), for five *parts* on identical splits:
 
 * ``peers``: CatBoost, XGBOD, DevNet (reference) and IForest;
 * ``none``: ``SwiftHydra()``, the defaults (``generator="none"``: no generated anomalies), run again
-  with the defaults of version 0.3 (the large detector merges a batch's repeated rows, the MoME's
-  expert search samples 1,000 rows; docs/benchmarks.md §10.16-§10.17); the ``fast`` and ``e8``
-  parts ran on the code before 0.3;
+  with version 0.4 (the density prior at full weight beyond the training data, docs/benchmarks.md
+  §11.1; 0.3's cells are in git); the ``fast`` and ``e8`` parts ran on the code before 0.3;
 * ``rl``: ``SwiftHydra(generator="rl")``, the paper's loop (the default until these tables showed
-  it level with ``none`` for twice the fit time), run again with the code of version 0.3;
+  it level with ``none`` for twice the fit time), run again with the code of version 0.3 (before
+  the far tail);
 * ``prior``: SwiftHydra's k-NN density prior alone (no network), bench model ``prior``;
 * ``fast``: a candidate default (issue 24: the large detector on batches of 128 rows, the MoME
   with 8 experts and no search for their number), compared with ``SwiftHydra()`` in a line under

@@ -32,18 +32,16 @@ import numpy as np
 
 
 def fused(d, fusion: str) -> np.ndarray:
+    from swifthydra.detectors.prior import prior_part
+
     net, t, w, scale = d["net"], d["term"], float(d["weight"]), float(d["scale"])
     s = scale / w
     kind, *args = fusion.split(":")
     if kind == "base":
         return net + scale * t
-    if kind == "tail":
-        tau, wmax = float(args[0]), float(args[1])
-        return net + s * (w * t + max(0.0, wmax - w) * np.maximum(t - tau, 0.0))
-    if kind == "tailq":  # TAU at quantile Q of the unlabeled training rows' term
-        tau = float(np.quantile(d["term_train"][d["y_train"] == 0], float(args[0])))
-        wmax = float(args[1])
-        return net + s * (w * t + max(0.0, wmax - w) * np.maximum(t - tau, 0.0))
+    if kind in ("tail", "tailq"):  # tailq: TAU at quantile Q of the unlabeled training rows' terms
+        tau = float(args[0]) if kind == "tail" else float(np.quantile(d["term_train"][d["y_train"] == 0], float(args[0])))
+        return net + prior_part(t, scale, max(0.0, float(args[1]) - w) * s, tau)
     if kind == "fixed":
         return net + float(args[0]) * s * t
     raise SystemExit(f"unknown fusion {fusion!r}: base, tail:TAU:WMAX, tailq:Q:WMAX or fixed:W")

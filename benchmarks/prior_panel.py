@@ -121,7 +121,7 @@ def run(args, out: Path) -> None:
                         net=net, term=m.prior_.term(m.scaler_.standardise(Xte)), full=full,
                         weight=m.prior_weight_, scale=m.prior_scale_, prior_auc=m.prior_auc_,
                         y_train=np.asarray(ytr), term_train=(term_train := m.prior_.term(m.scaler_.standardise(Xtr))),
-                        net_train=m.decision_scores_ - m.prior_scale_ * term_train,
+                        net_train=m.decision_scores_ - m._prior_part(term_train),
                     )
                 emit({**base, "model": tag, "fit_s": fit_s, "prior_auc": m.prior_auc_, "prior_weight": m.prior_weight_,
                       **dict(zip(("roc", "pr"), _metrics(yte, full, mask), strict=True)),

@@ -770,10 +770,9 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         """The prior's part of the score from its term (numpy or torch; docs/design.md §10.1)."""
         from swifthydra.detectors.prior import prior_part
 
-        return prior_part(term, self.prior_scale_, getattr(self, "prior_tail_scale_", 0.0),
-                          getattr(self, "prior_tail_from_", float("inf")))
+        return prior_part(term, self.prior_scale_, self.prior_tail_scale_, self.prior_tail_from_)
 
-    def _fit_prior(self, prior, Z: np.ndarray, y: np.ndarray, raw: np.ndarray, term: np.ndarray | None) -> None:
+    def _fit_prior(self, prior, Z: np.ndarray, y: np.ndarray, raw: np.ndarray, term: np.ndarray) -> None:
         """Weigh the k-NN density ``prior`` (fitted on the unlabeled rows by
         :meth:`_data_only_parts`; ``None`` without one) and scale it to the network's scores:
         ``prior_weight`` times the interquartile range of the unlabeled rows' scores. With
@@ -803,7 +802,7 @@ class SwiftHydra(OutlierMixin, BaseEstimator, _NamesMovedParameters):
         self.prior_, self.prior_weight_ = prior, float(weight)
         unit = spread(raw[unlabeled], 1e-6)
         self.prior_scale_ = float(weight) * unit
-        if self.prior_weight == "auto" and weight < AUTO_PRIOR_WEIGHT and term is not None:
+        if self.prior_weight == "auto" and weight < AUTO_PRIOR_WEIGHT:
             self.prior_tail_from_ = float(np.max(term[unlabeled]))
             self.prior_tail_scale_ = (AUTO_PRIOR_WEIGHT - float(weight)) * unit
 

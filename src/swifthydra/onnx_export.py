@@ -105,8 +105,8 @@ def _scorer_module(est):
                 self.prior_center = prior.center
                 self.prior_scale = prior.scale
                 self.prior_weight = float(est.prior_scale_)
-                self.prior_tail_scale = float(getattr(est, "prior_tail_scale_", 0.0))
-                self.prior_tail_from = float(getattr(est, "prior_tail_from_", float("inf")))
+                self.prior_tail_scale = float(est.prior_tail_scale_)
+                self.prior_tail_from = float(est.prior_tail_from_)
 
         def _mome(self, z: torch.Tensor) -> torch.Tensor:
             """Every expert on every row, the routed one(s) kept (``export_onnx(routed=False)``)."""

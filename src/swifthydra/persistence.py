@@ -50,7 +50,7 @@ def save_swifthydra(est: Any, path, *, overwrite: bool = False, extra_files: dic
         config["prior"] = {**est.prior_.get_config(), "weight_scale": float(est.prior_scale_),
                            "weight": float(est.prior_weight_),
                            **({"tail_scale": float(est.prior_tail_scale_), "tail_from": float(est.prior_tail_from_)}
-                              if getattr(est, "prior_tail_scale_", 0.0) > 0 else {}),
+                              if est.prior_tail_scale_ > 0 else {}),
                            "auc": float(est.prior_auc_) if np.isfinite(est.prior_auc_) else None}
     if est.mome_ is not None:
         tensors.update({f"mome.{k}": v for k, v in est.mome_.state_dict().items()})
